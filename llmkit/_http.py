@@ -1,0 +1,133 @@
+"""The one place llmkit builds HTTP clients and maps transport failures.
+
+Every HTTP backend (the ``openai`` SDK backend, which gets these clients injected as
+``http_client=``, and the ``rest`` backend) uses :func:`build_client` /
+:func:`build_async_client`, so pooling limits, timeouts, proxies and TLS settings behave the
+same everywhere, and respx sees every request in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from . import __version__
+from .errors import ConnectionError, ProviderError, TimeoutError, redact
+from .timeouts import Timeout
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "USER_AGENT",
+    "build_async_client",
+    "build_client",
+    "httpx_timeout",
+    "map_transport_error",
+]
+
+USER_AGENT = f"llmkit/{__version__}"
+
+# Enough keep-alive connections for a busy client; the client-side concurrency cap (not the
+# pool) is what should queue requests.
+DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0)
+
+
+def httpx_timeout(timeout: Timeout) -> httpx.Timeout:
+    """A :class:`Timeout` as httpx's per-phase timeout (read covers first byte and idle gaps)."""
+
+    def finite(value: float) -> float | None:
+        return None if value == float("inf") else value
+
+    return httpx.Timeout(
+        connect=finite(min(timeout.connect, timeout.total)),
+        read=finite(min(timeout.read, timeout.total)),
+        write=finite(min(timeout.idle, timeout.total)),
+        pool=finite(min(timeout.first_token, timeout.total)),
+    )
+
+
+def _client_kwargs(
+    *,
+    base_url: str | None,
+    headers: Mapping[str, str] | None,
+    timeout: Timeout | None,
+    verify: bool | str,
+    http2: bool,
+    limits: httpx.Limits | None,
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "headers": {"user-agent": USER_AGENT, **(headers or {})},
+        "timeout": httpx_timeout(timeout or Timeout()),
+        "verify": verify,
+        "limits": limits or DEFAULT_LIMITS,
+        "trust_env": True,  # proxies and CA bundles from the environment, as httpx does
+        "follow_redirects": False,
+    }
+    if base_url:
+        kwargs["base_url"] = base_url
+    if http2:
+        try:
+            import h2  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            from .errors import BackendUnavailable
+
+            raise BackendUnavailable('http2=True needs the h2 package: pip install "httpx[http2]"') from exc
+        kwargs["http2"] = True
+    return kwargs
+
+
+def build_client(
+    *,
+    base_url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: Timeout | None = None,
+    verify: bool | str = True,
+    http2: bool = False,
+    limits: httpx.Limits | None = None,
+) -> httpx.Client:
+    """A pooled :class:`httpx.Client` configured the llmkit way."""
+    return httpx.Client(
+        **_client_kwargs(
+            base_url=base_url, headers=headers, timeout=timeout, verify=verify, http2=http2, limits=limits
+        )
+    )
+
+
+def build_async_client(
+    *,
+    base_url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: Timeout | None = None,
+    verify: bool | str = True,
+    http2: bool = False,
+    limits: httpx.Limits | None = None,
+) -> httpx.AsyncClient:
+    """A pooled :class:`httpx.AsyncClient` configured the llmkit way."""
+    return httpx.AsyncClient(
+        **_client_kwargs(
+            base_url=base_url, headers=headers, timeout=timeout, verify=verify, http2=http2, limits=limits
+        )
+    )
+
+
+def map_transport_error(
+    exc: BaseException,
+    *,
+    backend: str,
+    model: str | None,
+    secrets: Iterable[str | None] = (),
+) -> ProviderError:
+    """An httpx transport exception as the matching llmkit error (message redacted)."""
+    text = redact(str(exc) or type(exc).__name__, secrets)
+    if isinstance(exc, httpx.TimeoutException):
+        phase = {
+            httpx.ConnectTimeout: "connect",
+            httpx.ReadTimeout: "read (first token / idle)",
+            httpx.WriteTimeout: "write",
+            httpx.PoolTimeout: "connection pool",
+        }.get(type(exc), "request")
+        return TimeoutError(f"{phase} timeout: {text}", backend=backend, model=model)
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.NetworkError)):
+        return ConnectionError(f"connection failed: {text}", backend=backend, model=model)
+    return ConnectionError(f"{type(exc).__name__}: {text}", backend=backend, model=model)

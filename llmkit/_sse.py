@@ -1,0 +1,155 @@
+"""I/O-free incremental decoders for Server-Sent Events and newline-delimited JSON.
+
+Both take bytes in whatever pieces the network delivers (a line may be split anywhere, even
+inside a multi-byte character) and give back complete items. They do no I/O, so the sync and
+async shells of every backend share them, and tests can feed them byte by byte.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ProtocolError
+
+__all__ = ["NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    """One dispatched SSE event (https://html.spec.whatwg.org/multipage/server-sent-events.html)."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry: int | None = None
+
+    def json(self, *, backend: str | None = None) -> Any:
+        try:
+            return json.loads(self.data)
+        except json.JSONDecodeError:
+            raise ProtocolError(
+                f"malformed JSON in server-sent event: {_trim(self.data)!r}", backend=backend
+            ) from None
+
+
+def _trim(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _LineSplitter:
+    """Bytes in, complete lines out; CR, LF and CRLF all end a line (a CRLF split across
+    two pieces is one line end)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._pending_cr = False
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._decoder.decode(data)
+        if not text:
+            return []
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = False
+        self._buffer += text
+        lines = self._buffer.splitlines(keepends=True)
+        self._buffer = ""
+        out: list[str] = []
+        for line in lines:
+            if line.endswith("\r\n") or line.endswith("\n"):
+                out.append(line.rstrip("\r\n"))
+            elif line.endswith("\r"):
+                out.append(line[:-1])
+                self._pending_cr = True
+            else:
+                self._buffer = line  # incomplete last line
+        return out
+
+    def flush(self) -> list[str]:
+        rest = self._buffer + self._decoder.decode(b"", final=True)
+        self._buffer = ""
+        return [rest] if rest else []
+
+
+class SSEDecoder:
+    """Incremental SSE decoder: ``feed(bytes) -> [ServerSentEvent]``, then ``flush()`` at EOF."""
+
+    def __init__(self) -> None:
+        self._lines = _LineSplitter()
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        events: list[ServerSentEvent] = []
+        for line in self._lines.feed(data):
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def flush(self) -> list[ServerSentEvent]:
+        """Dispatch what is left at end of input (servers that end without a blank line)."""
+        events: list[ServerSentEvent] = []
+        for line in self._lines.flush():
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        event = self._line("")
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            if not self._data and self._event is None:
+                return None
+            event = ServerSentEvent(
+                data="\n".join(self._data), event=self._event or "message", id=self._id, retry=self._retry
+            )
+            self._data, self._event, self._retry = [], None, None
+            return event
+        if line.startswith(":"):
+            return None  # comment / keep-alive
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name == "retry":
+            if value.isdigit():
+                self._retry = int(value)
+        # other field names are ignored, as the spec says
+        return None
+
+
+class NDJSONDecoder:
+    """Incremental newline-delimited JSON decoder (Ollama's native streaming format)."""
+
+    def __init__(self, *, backend: str | None = None) -> None:
+        self._lines = _LineSplitter()
+        self._backend = backend
+
+    def feed(self, data: bytes) -> list[Any]:
+        return [self._parse(line) for line in self._lines.feed(data) if line.strip()]
+
+    def flush(self) -> list[Any]:
+        return [self._parse(line) for line in self._lines.flush() if line.strip()]
+
+    def _parse(self, line: str) -> Any:
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            raise ProtocolError(
+                f"malformed JSON line in NDJSON stream: {_trim(line.strip())!r}", backend=self._backend
+            ) from None

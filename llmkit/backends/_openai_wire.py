@@ -1,0 +1,195 @@
+"""The OpenAI chat-completions wire format, I/O-free.
+
+Shared by every backend that talks this format (the ``openai`` SDK backend and the ``rest``
+backend's OpenAI-compatible dialect): building request payloads, reading replies, and turning
+``chat.completion.chunk`` dicts into llmkit stream events. Tolerant of the deviations real
+servers show (usage on the last content chunk, missing ``[DONE]``, bare-UUID ids, error
+objects inside a 200 stream).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ProtocolError, ProviderError, ServerError, error_from_status
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    FinishEvent,
+    Message,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageEvent,
+    new_response_id,
+)
+
+__all__ = [
+    "ChunkDecoder",
+    "chat_payload",
+    "completion_payload",
+    "error_in_payload",
+    "parse_chat_completion",
+    "parse_completion",
+    "parse_usage",
+]
+
+
+def chat_payload(request: ChatRequest, *, stream: bool = False, include_usage: bool = True) -> dict[str, Any]:
+    """The JSON body of ``POST /v1/chat/completions`` for ``request``."""
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "messages": [m.to_openai() for m in request.messages],
+    }
+    payload.update(request.params.given())
+    if stream:
+        payload["stream"] = True
+        if include_usage:
+            payload["stream_options"] = {"include_usage": True}
+    # Pass-through options last: they are the caller's explicit escape hatch.
+    payload.update(request.extra)
+    return payload
+
+
+def completion_payload(
+    request: CompletionRequest, *, stream: bool = False, include_usage: bool = True
+) -> dict[str, Any]:
+    """The JSON body of ``POST /v1/completions`` for ``request``."""
+    payload: dict[str, Any] = {"model": request.model, "prompt": request.prompt}
+    given = request.params.given()
+    for unsupported in ("tools", "tool_choice", "response_format"):
+        given.pop(unsupported, None)
+    payload.update(given)
+    if stream:
+        payload["stream"] = True
+        if include_usage:
+            payload["stream_options"] = {"include_usage": True}
+    payload.update(request.extra)
+    return payload
+
+
+def parse_usage(data: Any) -> Usage | None:
+    if not isinstance(data, Mapping):
+        return None
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        total_tokens=int(data.get("total_tokens") or 0),
+    )
+
+
+def error_in_payload(data: Any, *, backend: str | None, model: str | None) -> ProviderError | None:
+    """An error object sent where a reply was expected (e.g. inside a 200 stream)."""
+    if not isinstance(data, Mapping) or "error" not in data or "choices" in data:
+        return None
+    error = data["error"]
+    status = None
+    if isinstance(error, Mapping):
+        code = error.get("code")
+        status = code if isinstance(code, int) else None
+        if status is None and isinstance(error.get("status"), int):
+            status = error["status"]
+    if status is None or status < 400:
+        return ServerError(
+            f"error inside the stream: {_message(error)}", backend=backend, model=model, body=dict(data)
+        )
+    return error_from_status(status, dict(data), backend=backend, model=model)
+
+
+def _message(error: Any) -> str:
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error)
+    return str(error)
+
+
+def parse_chat_completion(data: Any, *, backend: str) -> ChatResponse:
+    """A ``chat.completion`` dict as a :class:`ChatResponse` (``ProtocolError`` if malformed)."""
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"expected a JSON object, got {type(data).__name__}", backend=backend)
+    return ChatResponse.from_openai(data, backend=backend)
+
+
+def parse_completion(data: Any, *, backend: str) -> ChatResponse:
+    """A ``text_completion`` dict (``/v1/completions``) as a :class:`ChatResponse`."""
+    if not isinstance(data, Mapping) or not data.get("choices"):
+        raise ProtocolError("completion reply has no 'choices'", backend=backend)
+    choice = data["choices"][0]
+    usage = parse_usage(data.get("usage"))
+    return ChatResponse(
+        message=Message(role="assistant", content=str(choice.get("text") or "")),
+        finish_reason=choice.get("finish_reason") or "stop",
+        usage=usage or Usage(estimated=True),
+        model=str(data.get("model") or ""),
+        backend=backend,
+        id=str(data.get("id") or new_response_id()),
+        created=int(data.get("created") or time.time()),
+        raw=data,
+    )
+
+
+class ChunkDecoder:
+    """Turns ``chat.completion.chunk`` (or streamed ``text_completion``) dicts into events.
+
+    The finish reason is held back and emitted as the final :class:`FinishEvent` by
+    :meth:`finish`, after any usage, so every stream ends the same way whatever order the
+    server sent them in.
+    """
+
+    def __init__(self, *, backend: str, model: str | None = None) -> None:
+        self.backend = backend
+        self.model = model
+        self.id: str | None = None
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: Any) -> list[StreamEvent]:
+        if not isinstance(chunk, Mapping):
+            raise ProtocolError(f"stream chunk is not a JSON object: {str(chunk)[:200]!r}", backend=self.backend)
+        error = error_in_payload(chunk, backend=self.backend, model=self.model)
+        if error is not None:
+            raise error
+        if self.id is None and chunk.get("id"):
+            self.id = str(chunk["id"])
+        if chunk.get("model"):
+            self.model = str(chunk["model"])
+        events: list[StreamEvent] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if delta is None and "text" in choice:  # streamed /v1/completions
+                if choice["text"]:
+                    events.append(TextDelta(delta=choice["text"]))
+            elif delta:
+                content = delta.get("content")
+                if content:
+                    events.append(TextDelta(delta=content))
+                for call in delta.get("tool_calls") or ():
+                    fn = call.get("function") or {}
+                    events.append(
+                        ToolCallDelta(
+                            index=call.get("index", 0),
+                            id=call.get("id"),
+                            name=fn.get("name"),
+                            arguments=fn.get("arguments") or "",
+                        )
+                    )
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        # Usage may come on its own chunk (choices == []) or on the last content chunk.
+        usage = parse_usage(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        """The closing events: usage (when the server sent any) then the finish event."""
+        events: list[StreamEvent] = []
+        if self.usage is not None:
+            events.append(UsageEvent(usage=self.usage))
+        events.append(FinishEvent(finish_reason=self.finish_reason or "stop", id=self.id, model=self.model))
+        return events

@@ -1,0 +1,163 @@
+"""The backend protocol: the one interface every adapter implements.
+
+This module is the spec other code relies on; keep it small and stable. A backend turns a
+:class:`~llmkit.types.ChatRequest` into a :class:`~llmkit.types.ChatResponse` (``chat``) or
+into a sequence of :data:`~llmkit.types.StreamEvent` (``stream``), in sync and async forms.
+Retries, fallbacks, timeouts across attempts, usage estimation and input normalisation are
+the client's job, not the backend's: a backend makes exactly one attempt per call and maps
+its failures to :mod:`llmkit.errors` at one place.
+
+Streams are generators. The client closes them (``close()`` / ``aclose()``) when the caller
+leaves early, so a backend releases its HTTP response or stops its generation in a
+``finally:`` block. The last event of a stream is a :class:`~llmkit.types.FinishEvent`.
+
+A backend is constructed as ``BackendClass(model, **options)`` and must reject unknown or
+invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_options`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError, UnsupportedFeatureError
+from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+
+__all__ = ["Backend", "BaseBackend", "Capabilities", "validate_options"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the client checks these before sending anything."""
+
+    streaming: bool = True
+    tools: bool = False
+    structured_output: bool = False  # honours a JSON-schema response_format natively
+    completion: bool = False  # raw prompt -> continuation (complete())
+    vision: bool = False
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The interface every backend implements."""
+
+    name: ClassVar[str]
+    model: str
+    capabilities: Capabilities
+
+    @property
+    def spec(self) -> str:
+        """``"name:model"``, recorded on responses as :attr:`ChatResponse.backend`."""
+        ...
+
+    def chat(self, request: ChatRequest) -> ChatResponse: ...
+
+    async def achat(self, request: ChatRequest) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]: ...
+
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+
+    def complete(self, request: CompletionRequest) -> ChatResponse: ...
+
+    async def acomplete(self, request: CompletionRequest) -> ChatResponse: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def validate_options(settings_cls: type[SettingsT], backend: str, options: Mapping[str, Any]) -> SettingsT:
+    """Validate constructor options against a backend's settings model.
+
+    The error names the offending option, the value given and, for unknown options, the
+    allowed ones, e.g. ``rest: unknown option 'dialekt'; allowed: base_url, dialect, ...``.
+    """
+    allowed = sorted(settings_cls.model_fields)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{backend}: unknown option(s) {', '.join(repr(u) for u in unknown)}; allowed: {', '.join(allowed)}"
+        )
+    try:
+        return settings_cls.model_validate(dict(options))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "options"
+        value = err.get("input")
+        shown = "***" if "key" in field or "token" in field else repr(value)
+        raise ConfigError(f"{backend}: invalid option {field}={shown}: {err['msg']}") from None
+
+
+class BaseBackend:
+    """Convenience base class: sensible defaults for the optional parts of the protocol.
+
+    Subclasses set ``name`` and ``capabilities`` and implement ``chat`` and ``stream``.
+    The async methods default to running the sync ones in a worker thread, so a sync-only
+    backend never blocks the event loop; native async backends override them.
+    """
+
+    name: ClassVar[str] = "base"
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.model}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        raise NotImplementedError
+
+    def complete(self, request: CompletionRequest) -> ChatResponse:
+        raise UnsupportedFeatureError(
+            f"backend {self.name!r} does not support raw completion; use chat() instead"
+        )
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        return await asyncio.to_thread(self.chat, request)
+
+    async def acomplete(self, request: CompletionRequest) -> ChatResponse:
+        return await asyncio.to_thread(self.complete, request)
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Drive the sync stream in a worker thread, one event at a time."""
+        iterator = self.stream(request)
+        done = object()
+        lock = threading.Lock()
+
+        def step() -> Any:
+            with lock:
+                return next(iterator, done)
+
+        try:
+            while True:
+                event = await asyncio.to_thread(step)
+                if event is done:
+                    return
+                yield event
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+
+    def close(self) -> None:
+        """Release connections, threads or models held by the backend."""
+
+    async def aclose(self) -> None:
+        self.close()

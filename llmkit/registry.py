@@ -1,0 +1,113 @@
+"""The backend registry: backend name → lazily imported class.
+
+Built-in backends are listed here by import path, so resolving ``"openai"`` costs nothing
+until it is used. Third-party backends register through the ``llmkit.backends`` entry-point
+group (``[project.entry-points."llmkit.backends"] mine = "pkg.module:MyBackend"``) or at run
+time with :func:`register_backend`. The client never branches on backend names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from .errors import BackendUnavailable, UnknownBackendError
+
+__all__ = ["BackendInfo", "available_backends", "get_backend_class", "register_backend"]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Where a backend lives and which ``llmkit[extra]`` it needs (if any)."""
+
+    name: str
+    target: str | type[Any]  # "module:Class" or the class itself
+    extra: str | None = None
+    requires: tuple[str, ...] = ()  # top-level modules the extra provides
+
+
+_BUILTINS: dict[str, BackendInfo] = {
+    info.name: info
+    for info in (
+        BackendInfo("openai", "llmkit.backends.openai:OpenAIBackend", requires=("openai",)),
+        BackendInfo("azure", "llmkit.backends.openai:AzureOpenAIBackend", requires=("openai",)),
+        BackendInfo("rest", "llmkit.backends.rest:RestBackend"),
+        BackendInfo(
+            "hf",
+            "llmkit.backends.huggingface:HuggingFaceBackend",
+            extra="hf",
+            requires=("torch", "transformers"),
+        ),
+        BackendInfo("fake", "llmkit.backends.fake:FakeBackend"),
+    )
+}
+_registered: dict[str, BackendInfo] = {}
+_entry_points_loaded = False
+_ENTRY_POINT_GROUP = "llmkit.backends"
+
+
+def register_backend(name: str, target: str | type[Any], *, extra: str | None = None) -> None:
+    """Register (or replace) a backend under ``name``; ``target`` is a class or ``"module:Class"``."""
+    _registered[name] = BackendInfo(name, target, extra=extra)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in metadata.entry_points(group=_ENTRY_POINT_GROUP):
+        if ep.name not in _BUILTINS and ep.name not in _registered:
+            _registered[ep.name] = BackendInfo(ep.name, ep.value)
+
+
+def _lookup(name: str) -> BackendInfo:
+    info = _registered.get(name) or _BUILTINS.get(name)
+    if info is None:
+        _load_entry_points()
+        info = _registered.get(name)
+    if info is None:
+        known = ", ".join(sorted(available_backends()))
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; known backends: {known}. "
+            "Write the model as 'backend:model', e.g. 'openai:gpt-4o-mini' or 'hf:smollm2'"
+        )
+    return info
+
+
+def available_backends() -> dict[str, BackendInfo]:
+    """Every registered backend: built-ins, entry points and run-time registrations."""
+    _load_entry_points()
+    return {**_BUILTINS, **_registered}
+
+
+def is_installed(name: str) -> bool:
+    """Whether the optional dependencies of backend ``name`` can be imported."""
+    info = _lookup(name)
+    return all(importlib.util.find_spec(mod) is not None for mod in info.requires)
+
+
+def get_backend_class(name: str) -> type[Any]:
+    """Import and return the class of backend ``name``.
+
+    Raises :class:`UnknownBackendError` (listing the known names) or
+    :class:`BackendUnavailable` (naming the ``pip install`` to run).
+    """
+    info = _lookup(name)
+    if not isinstance(info.target, str):
+        return info.target
+    module_name, _, attr = info.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "a dependency"
+        hint = f'pip install "llmkit[{info.extra}]"' if info.extra else f"pip install {missing}"
+        raise BackendUnavailable(
+            f"backend {name!r} needs {missing!r}, which is not installed; run: {hint}"
+        ) from exc
+    try:
+        return getattr(module, attr)  # type: ignore[no-any-return]
+    except AttributeError as exc:
+        raise BackendUnavailable(f"backend {name!r}: {module_name} has no {attr!r}") from exc

@@ -1,0 +1,564 @@
+"""The data llmkit passes around: messages, responses, stream events and requests.
+
+Messages and responses are pydantic v2 models that convert to and from the OpenAI JSON
+shapes (``chat.completion``, message dicts), so anything written for the OpenAI API can be
+handed to llmkit unchanged, and llmkit's own server can answer in exactly that shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InvalidInputError, ProtocolError
+from .timeouts import Timeout
+
+__all__ = [
+    "ChatRequest",
+    "ChatResponse",
+    "CompletionRequest",
+    "ContentPart",
+    "FinishEvent",
+    "GenerationParams",
+    "ImagePart",
+    "Message",
+    "MessageInput",
+    "StreamEvent",
+    "TextDelta",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+    "UsageEvent",
+    "estimate_tokens",
+    "normalize_messages",
+]
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+class TextPart(BaseModel):
+    """A text piece of a multi-part message."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    """An image (URL or ``data:`` URI) in a multi-part user message."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+
+
+class ToolCall(BaseModel):
+    """A function call the model asked for. ``arguments`` is the JSON text the model wrote."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    name: str
+    arguments: str = "{}"
+    type: Literal["function"] = "function"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_openai_shape(cls, data: Any) -> Any:
+        # Accept {"id", "type", "function": {"name", "arguments"}} as sent by OpenAI.
+        if isinstance(data, Mapping) and "function" in data:
+            fn = data["function"] or {}
+            return {
+                "id": data.get("id") or "",
+                "name": fn.get("name", ""),
+                "arguments": fn.get("arguments", "{}"),
+            }
+        return data
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _arguments_as_text(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return json.dumps(value)
+        return value
+
+    @property
+    def parsed_arguments(self) -> dict[str, Any]:
+        """The arguments decoded from JSON; :class:`ProtocolError` when they are not JSON."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(
+                f"tool call {self.name!r} has arguments that are not JSON: {self.arguments[:200]!r}"
+            ) from exc
+        if not isinstance(value, dict):
+            raise ProtocolError(f"tool call {self.name!r} arguments are not a JSON object")
+        return value
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+class Message(BaseModel):
+    """One chat message, in the OpenAI roles: system, developer, user, assistant, tool."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_role_fields(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs 'tool_call_id' (the id of the call it answers)")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only 'assistant' messages can carry 'tool_calls'")
+        if self.content is None and not self.tool_calls and self.role != "assistant":
+            raise ValueError(f"a {self.role!r} message needs 'content'")
+        return self
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls(role="system", content=content)
+
+    @classmethod
+    def user(cls, content: str | list[ContentPart]) -> Message:
+        return cls(role="user", content=content)
+
+    @classmethod
+    def assistant(cls, content: str | None = None, tool_calls: list[ToolCall] | None = None) -> Message:
+        return cls(role="assistant", content=content, tool_calls=tool_calls)
+
+    @classmethod
+    def tool(cls, content: str, tool_call_id: str) -> Message:
+        return cls(role="tool", content=content, tool_call_id=tool_call_id)
+
+    @property
+    def text(self) -> str:
+        """The text of the message (text parts joined); ``""`` when it has none."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def to_openai(self) -> dict[str, Any]:
+        """The message as an OpenAI message dict."""
+        out: dict[str, Any] = {"role": self.role}
+        if isinstance(self.content, list):
+            out["content"] = [p.model_dump(exclude_none=True) for p in self.content]
+        else:
+            out["content"] = self.content
+        if self.name is not None:
+            out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = [tc.to_openai() for tc in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+MessageInput = Union[str, Message, Mapping[str, Any], Sequence[Union[str, Message, Mapping[str, Any]]]]
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _one_message(item: Any, index: int | None) -> Message:
+    where = "" if index is None else f" at position {index}"
+    if isinstance(item, Message):
+        return item
+    if isinstance(item, str):
+        return Message(role="user", content=item)
+    if isinstance(item, Mapping):
+        try:
+            return Message.model_validate(dict(item))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise InvalidInputError(
+                f"invalid message{where}: {problems}. Expected an OpenAI-shaped dict such as "
+                "{'role': 'user', 'content': 'Hello'}"
+            ) from None
+    raise InvalidInputError(
+        f"cannot use {type(item).__name__} {_describe(item)} as a message{where}; pass a str, "
+        "a llmkit.Message, an OpenAI-shaped dict, or a list of those"
+    )
+
+
+def normalize_messages(value: Any) -> list[Message]:
+    """Turn any accepted input shape into a list of :class:`Message`.
+
+    Accepted: a ``str`` (one user message), a :class:`Message`, an OpenAI-shaped dict, or a
+    list/tuple of those. Anything else raises :class:`InvalidInputError` naming what was wrong.
+    """
+    if isinstance(value, (str, Message, Mapping)):
+        return [_one_message(value, None)]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise InvalidInputError("no messages given: pass at least one message")
+        return [_one_message(item, i) for i, item in enumerate(value)]
+    raise InvalidInputError(
+        f"cannot use {type(value).__name__} {_describe(value)} as chat input; pass a str, a "
+        "llmkit.Message, an OpenAI-shaped dict, a list of those, or a llmkit.Prompt"
+    )
+
+
+# ---------------------------------------------------------------------------- tools
+
+
+class Tool(BaseModel):
+    """A function the model may call: a name, a description and a JSON schema of parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+    @classmethod
+    def coerce(cls, value: Any) -> Tool:
+        """Accept a :class:`Tool`, an OpenAI tool dict, or a plain tool-definition dict."""
+        if isinstance(value, Tool):
+            return value
+        if isinstance(value, Mapping):
+            data = dict(value)
+            if data.get("type") == "function" and "function" in data:
+                data = dict(data["function"])
+            try:
+                return cls.model_validate(data)
+            except ValidationError as exc:
+                raise InvalidInputError(f"invalid tool definition {_describe(value)}: {exc.errors()[0]['msg']}") from None
+        raise InvalidInputError(
+            f"cannot use {type(value).__name__} {_describe(value)} as a tool; pass a llmkit.Tool "
+            "or an OpenAI tool dict {'type': 'function', 'function': {...}}"
+        )
+
+    def to_openai(self) -> dict[str, Any]:
+        fn: dict[str, Any] = {"name": self.name, "parameters": self.parameters}
+        if self.description:
+            fn["description"] = self.description
+        if self.strict is not None:
+            fn["strict"] = self.strict
+        return {"type": "function", "function": fn}
+
+
+# ---------------------------------------------------------------------------- usage and response
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters a token) for backends that report none."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+class Usage(BaseModel):
+    """Token counts of one call. ``estimated`` is true when the backend reported none."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    estimated: bool = False
+
+    @model_validator(mode="after")
+    def _fill_total(self) -> Usage:
+        if not self.total_tokens:
+            self.total_tokens = self.prompt_tokens + self.completion_tokens
+        return self
+
+    @classmethod
+    def estimate(cls, prompt_text: str, completion_text: str) -> Usage:
+        return cls(
+            prompt_tokens=estimate_tokens(prompt_text),
+            completion_tokens=estimate_tokens(completion_text),
+            estimated=True,
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            estimated=self.estimated or other.estimated,
+        )
+
+
+def new_response_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+class ChatResponse(BaseModel):
+    """The answer to one chat (or completion) call, whichever backend gave it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    message: Message
+    finish_reason: str = "stop"
+    usage: Usage = Field(default_factory=lambda: Usage(estimated=True))
+    model: str = ""
+    backend: str = ""
+    id: str = Field(default_factory=new_response_id)
+    created: int = Field(default_factory=lambda: int(time.time()))
+    parsed: Any = None
+    raw: Any = Field(default=None, repr=False, exclude=True)
+
+    @property
+    def text(self) -> str:
+        """The assistant's text (``""`` when it only called tools)."""
+        return self.message.text
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return self.message.tool_calls or []
+
+    def to_openai(self) -> dict[str, Any]:
+        """This response as an OpenAI ``chat.completion`` object."""
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": self.message.to_openai(),
+                    "finish_reason": self.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "completion_tokens": self.usage.completion_tokens,
+                "total_tokens": self.usage.total_tokens,
+            },
+        }
+
+    @classmethod
+    def from_openai(cls, data: Mapping[str, Any], *, backend: str = "") -> ChatResponse:
+        """Build a response from an OpenAI ``chat.completion`` dict (first choice).
+
+        Tolerates what real servers send: ``content`` null, missing ``usage``, missing ids.
+        Raises :class:`ProtocolError` when there is no choice to read.
+        """
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ProtocolError("reply has no 'choices'", backend=backend or None)
+        choice = choices[0]
+        raw_message = dict(choice.get("message") or {})
+        raw_message.setdefault("role", "assistant")
+        # Servers add fields we do not model (refusal, reasoning_content, audio, ...).
+        known = {k: raw_message[k] for k in ("role", "content", "name", "tool_calls") if k in raw_message}
+        if not known.get("tool_calls"):
+            known.pop("tool_calls", None)
+        try:
+            message = Message.model_validate(known)
+        except ValidationError as exc:
+            raise ProtocolError(f"malformed message in reply: {exc.errors()[0]['msg']}", backend=backend or None) from None
+        usage_data = data.get("usage")
+        usage = (
+            Usage(
+                prompt_tokens=usage_data.get("prompt_tokens") or 0,
+                completion_tokens=usage_data.get("completion_tokens") or 0,
+                total_tokens=usage_data.get("total_tokens") or 0,
+            )
+            if isinstance(usage_data, Mapping)
+            else Usage(estimated=True)
+        )
+        return cls(
+            message=message,
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=usage,
+            model=str(data.get("model") or ""),
+            backend=backend,
+            id=str(data.get("id") or new_response_id()),
+            created=int(data.get("created") or time.time()),
+            raw=data,
+        )
+
+
+# ---------------------------------------------------------------------------- stream events
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @property
+    def text(self) -> str:
+        """The text delta this event carries; ``""`` for events that carry none."""
+        return ""
+
+
+class TextDelta(_Event):
+    """A piece of the assistant's text."""
+
+    type: Literal["text"] = "text"
+    delta: str
+
+    @property
+    def text(self) -> str:
+        return self.delta
+
+
+class ToolCallDelta(_Event):
+    """A piece of a tool call: the first delta of a call has ``id`` and ``name``; later ones
+    append to ``arguments``. ``index`` tells parallel calls apart."""
+
+    type: Literal["tool_call"] = "tool_call"
+    index: int = 0
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class UsageEvent(_Event):
+    """Token counts, usually sent once at the end of a stream."""
+
+    type: Literal["usage"] = "usage"
+    usage: Usage
+
+
+class FinishEvent(_Event):
+    """The last event of a stream: why the model stopped, and the reply's id and model."""
+
+    type: Literal["finish"] = "finish"
+    finish_reason: str = "stop"
+    id: str | None = None
+    model: str | None = None
+
+
+StreamEvent = Annotated[
+    Union[TextDelta, ToolCallDelta, UsageEvent, FinishEvent], Field(discriminator="type")
+]
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+class GenerationParams(BaseModel):
+    """The generation options llmkit knows by name. Only fields that were set are sent;
+    ``model_fields_set`` tells a backend which ones the caller gave."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        return value
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _coerce_tools(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("tools must be a list")
+        return [Tool.coerce(v) for v in value]
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _check_tool_choice(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("auto", "none", "required"):
+            # A bare tool name is the friendly form of {"type": "function", ...}.
+            return {"type": "function", "function": {"name": value}}
+        return value
+
+    def given(self) -> dict[str, Any]:
+        """The options the caller set, as plain JSON-able values."""
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name == "tools" and value is not None:
+                value = [t.to_openai() for t in value]
+            out[name] = value
+        return out
+
+
+@dataclass
+class ChatRequest:
+    """What a backend receives for one chat call. Built by the client; backends only read it.
+
+    ``deadline`` is an absolute ``time.monotonic()`` value (or ``None``) that bounds the whole
+    call; ``timeout`` holds the per-phase budgets.
+    """
+
+    model: str
+    messages: list[Message]
+    params: GenerationParams = field(default_factory=GenerationParams)
+    extra: dict[str, Any] = field(default_factory=dict)
+    timeout: Timeout = field(default_factory=Timeout)
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (``None`` when there is none)."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def prompt_text(self) -> str:
+        return "\n".join(m.text for m in self.messages)
+
+
+@dataclass
+class CompletionRequest:
+    """What a backend receives for one raw completion (``prompt -> continuation``) call."""
+
+    model: str
+    prompt: str
+    params: GenerationParams = field(default_factory=GenerationParams)
+    extra: dict[str, Any] = field(default_factory=dict)
+    timeout: Timeout = field(default_factory=Timeout)
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def prompt_text(self) -> str:
+        return self.prompt
+
+
+def iter_text(events: Iterable[Any]) -> Iterable[str]:
+    """Yield the text deltas of an event iterable."""
+    for event in events:
+        if event.text:
+            yield event.text
