@@ -43,7 +43,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -73,9 +73,13 @@ __all__ = [
 
 
 class LLMError(Exception):
-    """Base class of every llmkit error."""
+    """Base class of every llmkit error.
 
-    retryable: ClassVar[bool] = False
+    ``retryable`` tells the retry policy (and fallbacks) whether trying again can help; it is
+    a class default that a single instance may override.
+    """
+
+    retryable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -140,8 +144,11 @@ class ProviderError(LLMError):
         request_id: str | None = None,
         retry_after: float | None = None,
         body: Any = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
         self.backend = backend
         self.model = model
         self.status_code = status_code

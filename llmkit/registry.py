@@ -40,7 +40,7 @@ _BUILTINS: dict[str, BackendInfo] = {
             extra="hf",
             requires=("torch", "transformers"),
         ),
-        BackendInfo("fake", "llmkit.backends.fake:FakeBackend"),
+        BackendInfo("fake", "llmkit.backends.fake:from_spec"),
     )
 }
 _registered: dict[str, BackendInfo] = {}

@@ -30,6 +30,8 @@ __all__ = [
     "ImagePart",
     "Message",
     "MessageInput",
+    "NOT_GIVEN",
+    "NotGiven",
     "StreamEvent",
     "TextDelta",
     "TextPart",
@@ -562,3 +564,24 @@ def iter_text(events: Iterable[Any]) -> Iterable[str]:
     for event in events:
         if event.text:
             yield event.text
+
+
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`: marks an option the caller did not pass (``None`` can be
+    a real value, so it cannot mean "absent")."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN = NotGiven()

@@ -1,0 +1,986 @@
+"""``Client`` and ``AsyncClient``: one surface in front of every backend.
+
+The work is split the way httpx and openai-python split theirs: :class:`_ClientCore` holds
+everything that does no I/O (resolving configuration, normalising input, building requests,
+finishing responses, the structured-output loop), and the two clients are thin shells that
+only differ in how they wait — the sync client calls the backend's sync methods directly (no
+event loop per call), the async client awaits the async ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, Union
+
+from pydantic import BaseModel, ValidationError
+
+from . import structured
+from .backends.base import Backend
+from .config import ProfileSettings, load_config, parse_spec, resolve_default
+from .errors import (
+    ConfigError,
+    InvalidInputError,
+    LLMError,
+    OutputValidationError,
+    TimeoutError,
+    UnsupportedFeatureError,
+)
+from .prompts import Prompt
+from .registry import get_backend_class
+from .retry import RetryPolicy
+from .streaming import StreamAccumulator
+from .timeouts import DEFAULT_TIMEOUT, Timeout, TimeoutInput
+from .types import (
+    NOT_GIVEN,
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    GenerationParams,
+    Message,
+    NotGiven,
+    StreamEvent,
+    Usage,
+    normalize_messages,
+)
+
+__all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
+
+logger = logging.getLogger("llmkit")
+
+ChatInput = Union[str, Message, Mapping[str, Any], Sequence[Any], Prompt]
+T = TypeVar("T")
+
+_PARAM_NAMES = frozenset(GenerationParams.model_fields)
+DEFAULT_RETRY = RetryPolicy()
+# How many times a reply that fails response_model validation is re-asked before giving up.
+DEFAULT_STRUCTURED_REASKS = 2
+
+
+@dataclass
+class _Target:
+    """One backend the client can send to, with the retry policy that applies to it."""
+
+    backend: Backend
+    retry: RetryPolicy
+    owned: bool  # the client built it, so the client closes it
+
+
+@dataclass
+class _Call:
+    """One logical call (all its attempts, re-asks and fallbacks), prepared without I/O."""
+
+    kind: str  # "chat" or "complete"
+    messages: list[Message]
+    prompt: str
+    params: GenerationParams
+    extra: dict[str, Any]
+    timeout: Timeout
+    started: float
+    response_model: type[BaseModel] | None = None
+    reasks_left: int = 0
+    attempts: int = field(default=0)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.timeout.total
+
+    def prompt_text(self) -> str:
+        return self.prompt if self.kind == "complete" else "\n".join(m.text for m in self.messages)
+
+    def check_deadline(self, target: _Target) -> None:
+        if time.monotonic() >= self.deadline:
+            raise TimeoutError(
+                f"total timeout of {self.timeout.total:g}s exceeded",
+                backend=target.backend.name,
+                model=target.backend.model,
+                retryable=False,  # the budget is spent: neither retry nor fall back
+            )
+
+    def request_for(self, target: _Target) -> ChatRequest | CompletionRequest:
+        backend = target.backend
+        if self.kind == "complete":
+            return CompletionRequest(
+                model=backend.model,
+                prompt=self.prompt,
+                params=self.params,
+                extra=self.extra,
+                timeout=self.timeout,
+                deadline=self.deadline,
+            )
+        params, messages = self.params, self.messages
+        if params.tools and not backend.capabilities.tools:
+            raise UnsupportedFeatureError(
+                f"backend {backend.spec!r} cannot call tools; use a backend that can, or drop tools="
+            )
+        if self.response_model is not None and "response_format" not in params.model_fields_set:
+            if backend.capabilities.structured_output:
+                params = params.model_copy(
+                    update={"response_format": structured.response_format_for(self.response_model)}
+                )
+                params.model_fields_set.add("response_format")
+            else:
+                messages = [structured.instruction_message(self.response_model), *messages]
+        return ChatRequest(
+            model=backend.model,
+            messages=messages,
+            params=params,
+            extra=self.extra,
+            timeout=self.timeout,
+            deadline=self.deadline,
+        )
+
+
+def _spec_label(backend: Backend) -> str:
+    spec = getattr(backend, "spec", None)
+    return str(spec) if spec else f"{getattr(backend, 'name', type(backend).__name__)}:{backend.model}"
+
+
+class _ClientCore:
+    """The I/O-free part shared by :class:`Client` and :class:`AsyncClient`."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        backend: Backend | None = None,
+        api_key: str | None = None,
+        base_url: str | Sequence[str] | None = None,
+        timeout: TimeoutInput | None = None,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str | _ClientCore] = (),
+        system: str | None = None,
+        **options: Any,
+    ) -> None:
+        self._closed = False
+        if model is not None and backend is not None:
+            raise ConfigError("pass either a model spec or backend=..., not both")
+        if model is None and backend is None:
+            spec, config_path = resolve_default()
+            if config_path is not None:
+                settings, profiles = load_config(config_path)
+                self._init_from_profile(settings, profiles, overrides={
+                    "api_key": api_key, "base_url": base_url, "timeout": timeout, "retry": retry,
+                    "system": system, **options,
+                })
+                return
+            model = spec
+        self._timeout = Timeout.coerce(timeout) if timeout is not None else DEFAULT_TIMEOUT
+        self._retry = retry if retry is not None else DEFAULT_RETRY
+        if not isinstance(self._retry, RetryPolicy):
+            raise ConfigError(f"retry must be a llmkit.RetryPolicy, got {type(self._retry).__name__}")
+        self._system = system
+        # Generation options given to the constructor become defaults for every call.
+        self._defaults = {k: options.pop(k) for k in list(options) if k in _PARAM_NAMES}
+        self._check_params(self._defaults)
+        if backend is not None:
+            if not isinstance(backend, Backend):
+                raise ConfigError(
+                    f"backend must implement llmkit.backends.Backend, got {type(backend).__name__}"
+                )
+            primary = _Target(backend, self._retry, owned=False)
+        else:
+            assert model is not None
+            backend_options = dict(options)
+            if api_key is not None:
+                backend_options["api_key"] = api_key
+            if base_url is not None:
+                backend_options["base_url"] = base_url
+            primary = _Target(self._build_backend(model, backend_options), self._retry, owned=True)
+        self._targets = [primary, *self._fallback_targets(fallbacks)]
+
+    # -- construction helpers ------------------------------------------------------------
+
+    def _init_from_profile(
+        self,
+        settings: ProfileSettings,
+        profiles: Mapping[str, ProfileSettings],
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        kwargs = settings.client_kwargs()
+        kwargs.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        fallbacks: list[str | _ClientCore] = []
+        for name in settings.fallbacks:
+            if name in profiles:
+                fb = profiles[name]
+                fallbacks.append(type(self)(fb.model, **fb.client_kwargs()))
+            else:
+                fallbacks.append(name)
+        type(self).__init__(self, settings.model, fallbacks=fallbacks, **kwargs)
+
+    @staticmethod
+    def _build_backend(spec: str, options: dict[str, Any]) -> Backend:
+        name, model = parse_spec(spec)
+        cls = get_backend_class(name)
+        backend = cls(model, **options)
+        return backend  # type: ignore[no-any-return]
+
+    def _fallback_targets(self, fallbacks: Sequence[str | _ClientCore]) -> list[_Target]:
+        if isinstance(fallbacks, (str, _ClientCore)):
+            fallbacks = [fallbacks]
+        targets = []
+        for fb in fallbacks:
+            if isinstance(fb, _ClientCore):
+                targets.append(dataclasses.replace(fb._targets[0], owned=False))
+            elif isinstance(fb, str):
+                targets.append(_Target(self._build_backend(fb, {}), self._retry, owned=True))
+            else:
+                raise ConfigError(
+                    f"fallbacks must be model specs or clients, got {type(fb).__name__} {fb!r}"
+                )
+        return targets
+
+    @classmethod
+    def _from_config(
+        cls, source: str | os.PathLike[str] | Mapping[str, Any], profile: str | None = None, **overrides: Any
+    ) -> Any:
+        settings, profiles = load_config(source, profile)
+        self = cls.__new__(cls)
+        self._closed = False
+        self._init_from_profile(settings, profiles, overrides)
+        return self
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The primary backend."""
+        return self._targets[0].backend
+
+    @property
+    def model(self) -> str:
+        return self._targets[0].backend.model
+
+    def __repr__(self) -> str:
+        fallbacks = [_spec_label(t.backend) for t in self._targets[1:]]
+        extra = f", fallbacks={fallbacks!r}" if fallbacks else ""
+        return f"{type(self).__name__}({_spec_label(self.backend)!r}{extra})"
+
+    # -- request preparation (no I/O) ----------------------------------------------------
+
+    @staticmethod
+    def _check_params(values: Mapping[str, Any]) -> GenerationParams:
+        try:
+            return GenerationParams(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ".".join(str(p) for p in err["loc"])
+            raise InvalidInputError(
+                f"invalid value for {name}: {err.get('input')!r} ({err['msg']})"
+            ) from None
+        except InvalidInputError:
+            raise
+
+    def _options(self, given: Mapping[str, Any], extra: Mapping[str, Any]) -> tuple[GenerationParams, dict[str, Any]]:
+        values = {**self._defaults, **{k: v for k, v in given.items() if not isinstance(v, NotGiven)}}
+        return self._check_params(values), dict(extra)
+
+    def _timeout_for(self, timeout: Any) -> Timeout:
+        return self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
+
+    def _prepare_chat(
+        self,
+        messages: ChatInput,
+        *,
+        system: Any,
+        variables: Any,
+        response_model: Any,
+        timeout: Any,
+        given: Mapping[str, Any],
+        extra: Mapping[str, Any],
+    ) -> _Call:
+        if self._closed:
+            raise ConfigError("this client is closed; create a new one")
+        if isinstance(messages, Prompt):
+            rendered = messages.render(None if isinstance(variables, NotGiven) else variables)
+        elif not isinstance(variables, NotGiven):
+            raise InvalidInputError("variables= is only used with a llmkit.Prompt input")
+        else:
+            rendered = normalize_messages(messages)
+        system_text = self._system if isinstance(system, NotGiven) else system
+        if system_text:
+            rendered = [Message(role="system", content=system_text), *rendered]
+        if not isinstance(response_model, NotGiven) and response_model is not None:
+            if not (isinstance(response_model, type) and issubclass(response_model, BaseModel)):
+                raise InvalidInputError(
+                    f"response_model must be a pydantic model class, got {response_model!r}"
+                )
+            model_cls: type[BaseModel] | None = response_model
+        else:
+            model_cls = None
+        params, extra_dict = self._options(given, extra)
+        return _Call(
+            kind="chat",
+            messages=rendered,
+            prompt="",
+            params=params,
+            extra=extra_dict,
+            timeout=self._timeout_for(timeout),
+            started=time.monotonic(),
+            response_model=model_cls,
+            reasks_left=DEFAULT_STRUCTURED_REASKS if model_cls is not None else 0,
+        )
+
+    def _prepare_complete(
+        self, prompt: str, *, timeout: Any, given: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> _Call:
+        if self._closed:
+            raise ConfigError("this client is closed; create a new one")
+        if not isinstance(prompt, str):
+            raise InvalidInputError(f"complete() takes the prompt as a str, got {type(prompt).__name__}")
+        params, extra_dict = self._options(given, extra)
+        return _Call(
+            kind="complete",
+            messages=[],
+            prompt=prompt,
+            params=params,
+            extra=extra_dict,
+            timeout=self._timeout_for(timeout),
+            started=time.monotonic(),
+        )
+
+    # -- response finishing (no I/O) -----------------------------------------------------
+
+    def _finish(self, response: ChatResponse, call: _Call, target: _Target) -> ChatResponse:
+        response.backend = _spec_label(target.backend)
+        if not response.model:
+            response.model = target.backend.model
+        usage = response.usage
+        if usage.estimated and usage.total_tokens == 0:
+            completion = response.text + "".join(tc.arguments for tc in response.tool_calls)
+            response.usage = Usage.estimate(call.prompt_text(), completion)
+        logger.info(
+            "llm call backend=%s model=%s latency=%.3fs prompt_tokens=%d completion_tokens=%d attempts=%d",
+            response.backend,
+            response.model,
+            time.monotonic() - call.started,
+            response.usage.prompt_tokens,
+            response.usage.completion_tokens,
+            call.attempts,
+        )
+        return response
+
+    @staticmethod
+    def _structured_next(response: ChatResponse, call: _Call) -> _Call | None:
+        """Validate structured output: ``None`` when done (``response.parsed`` set), else
+        the follow-up call that re-asks; raises when no re-asks are left."""
+        assert call.response_model is not None
+        parsed, errors = structured.validate_output(response.text, call.response_model)
+        if parsed is not None:
+            response.parsed = parsed
+            return None
+        if call.reasks_left <= 0:
+            raise OutputValidationError(
+                f"the model's reply did not validate against {call.response_model.__name__}: "
+                f"{errors[0].get('msg') if errors else 'invalid'}",
+                raw_text=response.text,
+                errors=errors,
+                attempts=DEFAULT_STRUCTURED_REASKS - call.reasks_left + 1,
+            )
+        return dataclasses.replace(
+            call,
+            messages=[*call.messages, Message(role="assistant", content=response.text), structured.repair_message(errors)],
+            reasks_left=call.reasks_left - 1,
+        )
+
+    def _should_fall_back(self, error: LLMError, index: int) -> bool:
+        if index + 1 >= len(self._targets) or not error.retryable:
+            return False
+        logger.warning(
+            "backend %s failed with %s; falling back to %s",
+            _spec_label(self._targets[index].backend),
+            type(error).__name__,
+            _spec_label(self._targets[index + 1].backend),
+        )
+        return True
+
+
+def _given(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+# ======================================================================================
+# sync
+
+
+class Client(_ClientCore):
+    """The synchronous client.
+
+    Args:
+        model: a spec ``"backend:model"`` (``"openai:gpt-4o-mini"``, ``"hf:smollm2"``,
+            ``"rest:my-model"``). Omitted: ``LLMKIT_MODEL``, ``LLMKIT_CONFIG``,
+            ``./llmkit.toml``, then the embedded ``hf:smollm2``.
+        backend: a ready backend instance instead of a spec (e.g.
+            ``llmkit.testing.FakeBackend(...)``); the client does not close it.
+        api_key, base_url: passed to the backend (which also reads the conventional
+            environment variables, e.g. ``OPENAI_API_KEY``).
+        timeout: seconds or :class:`~llmkit.Timeout`; the default for every call.
+        retry: a :class:`~llmkit.RetryPolicy` (default: 3 attempts, exponential backoff).
+        fallbacks: specs or clients tried in order when this backend fails with a retryable
+            error after its retries.
+        system: a default system prompt.
+        **options: ``temperature``, ``max_tokens``, ... become per-call defaults; anything
+            else is a backend option (``dialect=`` for rest, ``device=`` for hf, ...).
+    """
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the backends this client created."""
+        if self._closed:
+            return
+        self._closed = True
+        for target in getattr(self, "_targets", []):
+            if target.owned:
+                target.backend.close()
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str] | Mapping[str, Any], profile: str | None = None, **overrides: Any
+    ) -> Client:
+        """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
+        return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
+
+    def _run(self, call: _Call, op: Callable[[Backend, Any], T]) -> tuple[T, _Target]:
+        """One logical call: retries per target, then fallbacks in order."""
+        for index, target in enumerate(self._targets):
+            request = call.request_for(target)
+            policy = target.retry
+            deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
+            try:
+                for attempt in policy.retrying(deadline=deadline):
+                    with attempt:
+                        call.attempts += 1
+                        call.check_deadline(target)
+                        return op(target.backend, request), target
+            except LLMError as error:
+                if not self._should_fall_back(error, index):
+                    raise
+        raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
+
+    def chat(
+        self,
+        messages: ChatInput,
+        *,
+        system: str | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        tools: Sequence[Any] | NotGiven = NOT_GIVEN,
+        tool_choice: str | dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_format: dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_model: type[BaseModel] | NotGiven = NOT_GIVEN,
+        variables: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> ChatResponse:
+        """Send a conversation and return the answer.
+
+        ``messages`` is a str, a :class:`~llmkit.Message`, an OpenAI-shaped dict, a list of
+        those, or a :class:`~llmkit.Prompt` (with ``variables=``). Keyword arguments llmkit
+        does not know are passed to the backend unchanged.
+        """
+        call = self._prepare_chat(
+            messages,
+            system=system,
+            variables=variables,
+            response_model=response_model,
+            timeout=timeout,
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+                tools=tools, tool_choice=tool_choice, response_format=response_format,
+            ),
+            extra=extra,
+        )
+        while True:
+            response, target = self._run(call, lambda b, r: b.chat(r))
+            response = self._finish(response, call, target)
+            if call.response_model is None:
+                return response
+            next_call = self._structured_next(response, call)
+            if next_call is None:
+                return response
+            call = next_call
+
+    def stream(
+        self,
+        messages: ChatInput,
+        *,
+        system: str | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        tools: Sequence[Any] | NotGiven = NOT_GIVEN,
+        tool_choice: str | dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_format: dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_model: type[BaseModel] | NotGiven = NOT_GIVEN,
+        variables: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> Stream:
+        """Like :meth:`chat`, but returns a :class:`Stream` of events (use it in ``with``).
+
+        Arguments are validated now; the request is sent when the ``with`` block is entered
+        (or iteration starts), and HTTP errors surface there, before the first event.
+        """
+        call = self._prepare_chat(
+            messages,
+            system=system,
+            variables=variables,
+            response_model=response_model,
+            timeout=timeout,
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+                tools=tools, tool_choice=tool_choice, response_format=response_format,
+            ),
+            extra=extra,
+        )
+        return Stream(self, call)
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> ChatResponse:
+        """Raw text completion (``prompt -> continuation``), for base models."""
+        call = self._prepare_complete(
+            prompt,
+            timeout=timeout,
+            given=_given(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed),
+            extra=extra,
+        )
+        response, target = self._run(call, lambda b, r: b.complete(r))
+        return self._finish(response, call, target)
+
+
+def _open_stream(backend: Backend, request: Any) -> tuple[Iterator[Any], Any]:
+    """Start a backend stream and pull its first event, so that errors surface (and can be
+    retried) before the caller has seen anything."""
+    iterator = backend.stream(request)
+    try:
+        first = next(iterator, None)
+    except BaseException:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+        raise
+    return iterator, first
+
+
+class _StreamState(Generic[T]):
+    """What :class:`Stream` and :class:`AsyncStream` share: accumulation and the response."""
+
+    def __init__(self, client: _ClientCore, call: _Call) -> None:
+        self._client = client
+        self._call = call
+        self._iterator: T | None = None
+        self._pending: Any = None
+        self._accumulator: StreamAccumulator | None = None
+        self._target: _Target | None = None
+        self._finished = False
+        self._closed = False
+        self._response: ChatResponse | None = None
+        self._events_seen = 0
+
+    def _started(self, iterator: T, first: Any, target: _Target) -> None:
+        self._iterator, self._pending, self._target = iterator, first, target
+        self._accumulator = StreamAccumulator(model=target.backend.model, backend=_spec_label(target.backend))
+
+    def _budget(self) -> float:
+        """Seconds allowed for the next event: first-token budget, then idle, within total."""
+        phase = self._call.timeout.first_token if self._events_seen == 0 else self._call.timeout.idle
+        return max(0.0, min(phase, self._call.deadline - time.monotonic()))
+
+    def _deadline_error(self) -> TimeoutError:
+        assert self._target is not None
+        what = "first token" if self._events_seen == 0 else "next chunk (idle)"
+        return TimeoutError(
+            f"stream timed out waiting for the {what}",
+            backend=self._target.backend.name,
+            model=self._target.backend.model,
+        )
+
+    def _seen(self, event: Any) -> Any:
+        assert self._accumulator is not None
+        self._events_seen += 1
+        self._accumulator.add(event)
+        return event
+
+    def _build_response(self) -> ChatResponse:
+        if self._response is None:
+            assert self._accumulator is not None and self._target is not None
+            response = self._accumulator.response(prompt_text=self._call.prompt_text())
+            response = self._client._finish(response, self._call, self._target)
+            if self._call.response_model is not None and self._finished:
+                parsed, errors = structured.validate_output(response.text, self._call.response_model)
+                if parsed is None:
+                    raise OutputValidationError(
+                        f"the streamed reply did not validate against {self._call.response_model.__name__}",
+                        raw_text=response.text,
+                        errors=errors,
+                    )
+                response.parsed = parsed
+            self._response = response
+        return self._response
+
+
+class Stream(_StreamState[Iterator[Any]]):
+    """A streamed answer: iterate for events (each has ``.text``), then read ``.response``.
+
+    Leaving the ``with`` block (or calling :meth:`close`) before the end closes the
+    underlying request or stops local generation.
+    """
+
+    _client: Client
+
+    def __enter__(self) -> Stream:
+        self._open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        if self._iterator is None:
+            if self._closed:
+                raise ConfigError("this stream is closed")
+            (iterator, first), target = self._client._run(self._call, _open_stream)
+            self._started(iterator, first, target)
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        self._open()
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            return self._seen(event)  # type: ignore[no-any-return]
+        if self._finished or self._closed:
+            raise StopIteration
+        assert self._iterator is not None
+        if time.monotonic() >= self._call.deadline:
+            self.close()
+            raise self._deadline_error()
+        try:
+            event = next(self._iterator)
+        except StopIteration:
+            self._finished = True
+            raise
+        except BaseException:
+            self.close()
+            raise
+        return self._seen(event)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop the stream and release its connection (or generation thread)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._iterator is not None and not self._finished:
+            close = getattr(self._iterator, "close", None)
+            if close is not None:
+                close()
+
+    @property
+    def response(self) -> ChatResponse:
+        """The accumulated response. If the stream is still open, the rest is read first;
+        after an early close it holds what arrived until then."""
+        self._open()
+        if not self._finished and not self._closed:
+            for _ in self:
+                pass
+        return self._build_response()
+
+    def text_stream(self) -> Iterator[str]:
+        """Just the text deltas."""
+        for event in self:
+            if event.text:
+                yield event.text
+
+
+# ======================================================================================
+# async
+
+
+async def _with_budget(awaitable: Awaitable[T], seconds: float, error: Callable[[], LLMError]) -> T:
+    try:
+        return await asyncio.wait_for(awaitable, timeout=seconds)
+    except asyncio.TimeoutError:
+        raise error() from None
+
+
+class AsyncClient(_ClientCore):
+    """The asynchronous client: the same surface as :class:`Client`, awaitable."""
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backends this client created."""
+        if self._closed:
+            return
+        self._closed = True
+        for target in getattr(self, "_targets", []):
+            if target.owned:
+                await target.backend.aclose()
+
+    close = aclose
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str] | Mapping[str, Any], profile: str | None = None, **overrides: Any
+    ) -> AsyncClient:
+        """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
+        return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
+
+    async def _run(self, call: _Call, op: Callable[[Backend, Any], Awaitable[T]]) -> tuple[T, _Target]:
+        for index, target in enumerate(self._targets):
+            request = call.request_for(target)
+            policy = target.retry
+            deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
+            try:
+                async for attempt in policy.async_retrying(deadline=deadline):
+                    with attempt:
+                        call.attempts += 1
+                        call.check_deadline(target)
+                        remaining = max(0.0, call.deadline - time.monotonic())
+                        bound_target = target
+
+                        def timed_out(t: _Target = bound_target) -> LLMError:
+                            return TimeoutError(
+                                f"no answer within the total timeout of {call.timeout.total:g}s",
+                                backend=t.backend.name,
+                                model=t.backend.model,
+                            )
+
+                        result = await _with_budget(op(target.backend, request), remaining, timed_out)
+                        return result, target
+            except LLMError as error:
+                if not self._should_fall_back(error, index):
+                    raise
+        raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
+
+    async def chat(
+        self,
+        messages: ChatInput,
+        *,
+        system: str | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        tools: Sequence[Any] | NotGiven = NOT_GIVEN,
+        tool_choice: str | dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_format: dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_model: type[BaseModel] | NotGiven = NOT_GIVEN,
+        variables: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> ChatResponse:
+        """Send a conversation and return the answer (see :meth:`Client.chat`)."""
+        call = self._prepare_chat(
+            messages,
+            system=system,
+            variables=variables,
+            response_model=response_model,
+            timeout=timeout,
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+                tools=tools, tool_choice=tool_choice, response_format=response_format,
+            ),
+            extra=extra,
+        )
+        while True:
+            response, target = await self._run(call, lambda b, r: b.achat(r))
+            response = self._finish(response, call, target)
+            if call.response_model is None:
+                return response
+            next_call = self._structured_next(response, call)
+            if next_call is None:
+                return response
+            call = next_call
+
+    def stream(
+        self,
+        messages: ChatInput,
+        *,
+        system: str | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        tools: Sequence[Any] | NotGiven = NOT_GIVEN,
+        tool_choice: str | dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_format: dict[str, Any] | NotGiven = NOT_GIVEN,
+        response_model: type[BaseModel] | NotGiven = NOT_GIVEN,
+        variables: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> AsyncStream:
+        """An :class:`AsyncStream` (use ``async with``); arguments are validated now."""
+        call = self._prepare_chat(
+            messages,
+            system=system,
+            variables=variables,
+            response_model=response_model,
+            timeout=timeout,
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+                tools=tools, tool_choice=tool_choice, response_format=response_format,
+            ),
+            extra=extra,
+        )
+        return AsyncStream(self, call)
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> ChatResponse:
+        """Raw text completion (``prompt -> continuation``), for base models."""
+        call = self._prepare_complete(
+            prompt,
+            timeout=timeout,
+            given=_given(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed),
+            extra=extra,
+        )
+        response, target = await self._run(call, lambda b, r: b.acomplete(r))
+        return self._finish(response, call, target)
+
+
+class AsyncStream(_StreamState[AsyncIterator[Any]]):
+    """The async counterpart of :class:`Stream`; the first-token and idle budgets of the
+    call's timeout are enforced on every event, so a stalled stream fails."""
+
+    _client: AsyncClient
+
+    async def __aenter__(self) -> AsyncStream:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _open(self) -> None:
+        if self._iterator is not None:
+            return
+        if self._closed:
+            raise ConfigError("this stream is closed")
+
+        async def open_stream(backend: Backend, request: Any) -> tuple[AsyncIterator[Any], Any]:
+            iterator = backend.astream(request)
+            try:
+                first = await _with_budget(
+                    iterator.__anext__(),
+                    max(0.0, min(self._call.timeout.first_token, self._call.deadline - time.monotonic())),
+                    lambda: TimeoutError(
+                        "stream timed out waiting for the first token",
+                        backend=backend.name,
+                        model=backend.model,
+                    ),
+                )
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await _aclose(iterator)
+                raise
+            return iterator, first
+
+        (iterator, first), target = await self._client._run(self._call, open_stream)
+        self._started(iterator, first, target)
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        await self._open()
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            return self._seen(event)  # type: ignore[no-any-return]
+        if self._finished or self._closed:
+            raise StopAsyncIteration
+        assert self._iterator is not None
+        try:
+            event = await _with_budget(self._iterator.__anext__(), self._budget(), self._deadline_error)
+        except StopAsyncIteration:
+            self._finished = True
+            raise
+        except BaseException:
+            await self.aclose()
+            raise
+        return self._seen(event)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its connection (or generation thread)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._iterator is not None and not self._finished:
+            await _aclose(self._iterator)
+
+    close = aclose
+
+    async def get_response(self) -> ChatResponse:
+        """The accumulated response, reading the rest of the stream first if it is open."""
+        await self._open()
+        if not self._finished and not self._closed:
+            async for _ in self:
+                pass
+        return self._build_response()
+
+    @property
+    def response(self) -> ChatResponse:
+        """The accumulated response once the stream has ended (or was closed); use
+        ``await stream.get_response()`` to read the rest of an open stream first."""
+        if self._iterator is None:
+            raise ConfigError("the stream has not started; iterate it (or await get_response()) first")
+        return self._build_response()
+
+    async def text_stream(self) -> AsyncIterator[str]:
+        """Just the text deltas."""
+        async for event in self:
+            if event.text:
+                yield event.text
+
+
+async def _aclose(iterator: Any) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except RuntimeError:
+            # "aclose(): asynchronous generator is already running" after a cancelled
+            # __anext__: the generator is finalised by the event loop instead.
+            pass

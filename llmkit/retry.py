@@ -1,0 +1,166 @@
+"""Retries: the one owner of retrying in llmkit (the SDKs' own retries are switched off).
+
+:class:`RetryPolicy` is a small, validated description; :meth:`RetryPolicy.retrying` and
+:meth:`RetryPolicy.async_retrying` turn it into tenacity controllers. What retries: errors
+whose ``retryable`` flag is set (429, 408, 409, 5xx, timeouts, connection failures) — never
+other 4xx, never usage mistakes. Backoff is exponential with jitter and a cap; a provider's
+``Retry-After`` is honoured up to ``max_retry_after``; no attempt starts (and no sleep is
+begun) that would end past the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from .errors import LLMError
+
+__all__ = ["NO_RETRY", "RetryPolicy"]
+
+logger = logging.getLogger("llmkit.retry")
+
+
+@dataclass
+class _Timing:
+    sleep: Callable[[float], None] = time.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class RetryPolicy(BaseModel):
+    """How failed calls are retried.
+
+    Args:
+        max_attempts: attempts in all, the first included (1 = no retries).
+        initial_backoff: seconds before the first retry.
+        max_backoff: cap on any single backoff.
+        multiplier: growth factor between retries.
+        jitter: fraction of each backoff that is randomised (0 = none, 1 = full jitter).
+        deadline: seconds after which no new attempt starts (``None``: bounded by the
+            call's total timeout only).
+        max_retry_after: cap on a provider-requested ``Retry-After`` pause.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial_backoff: float = Field(default=0.5, ge=0)
+    max_backoff: float = Field(default=8.0, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    jitter: float = Field(default=0.25, ge=0, le=1)
+    deadline: float | None = Field(default=None, gt=0)
+    max_retry_after: float = Field(default=60.0, ge=0)
+
+    # Injectable for tests and for deterministic behaviour: no real sleeping needed.
+    _timing: _Timing = PrivateAttr(default_factory=lambda: _Timing())
+
+    def with_clock(
+        self,
+        *,
+        sleep: Callable[[float], None] | None = None,
+        async_sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> RetryPolicy:
+        """A copy of this policy that sleeps, reads time and draws jitter through the given
+        functions (tests use a fake clock so nothing really sleeps)."""
+        copy = self.model_copy()
+        current = self._timing
+        copy._timing = _Timing(
+            sleep=sleep or current.sleep,
+            async_sleep=async_sleep or current.async_sleep,
+            clock=clock or current.clock,
+            rng=rng or current.rng,
+        )
+        return copy
+
+    def __eq__(self, other: object) -> bool:
+        # Policies are equal when their settings are; the injected clock is not a setting.
+        if not isinstance(other, RetryPolicy):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.model_dump().items()))
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock deadlines given to :meth:`retrying` are measured on."""
+        return self._timing.clock
+
+    def backoff(self, retry_number: int, error: BaseException | None = None) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based) after ``error``."""
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, (int, float)) and retry_after >= 0:
+            return float(min(retry_after, self.max_retry_after))
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (retry_number - 1))
+        # Jitter shortens the wait by up to `jitter` of it, so clients don't retry in lockstep.
+        return base * (1.0 - self.jitter * self._timing.rng.random())
+
+    @staticmethod
+    def is_retryable(error: BaseException) -> bool:
+        return isinstance(error, LLMError) and error.retryable
+
+    def _controller_kwargs(self, deadline: float | None, on_retry: Callable[[Any], None] | None) -> dict[str, Any]:
+        effective = deadline
+        if self.deadline is not None:
+            own = self._timing.clock() + self.deadline
+            effective = own if effective is None else min(effective, own)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.backoff(state.attempt_number, error)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if state.attempt_number >= self.max_attempts:
+                return True
+            if effective is not None:
+                # Do not sleep into (or past) the deadline only to fail there.
+                upcoming = state.upcoming_sleep or 0.0
+                if self._timing.clock() + upcoming >= effective:
+                    return True
+            return False
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            logger.info(
+                "retrying after %s (attempt %d of %d, waiting %.2fs)",
+                type(error).__name__,
+                state.attempt_number,
+                self.max_attempts,
+                state.upcoming_sleep,
+            )
+            if on_retry is not None:
+                on_retry(state)
+
+        return {
+            "stop": stop,
+            "wait": wait,
+            "retry": tenacity.retry_if_exception(self.is_retryable),
+            "reraise": True,
+            "before_sleep": before_sleep,
+        }
+
+    def retrying(
+        self, *, deadline: float | None = None, on_retry: Callable[[Any], None] | None = None
+    ) -> tenacity.Retrying:
+        """A tenacity controller for sync code; ``deadline`` is absolute (this policy's clock)."""
+        return tenacity.Retrying(sleep=self._timing.sleep, **self._controller_kwargs(deadline, on_retry))
+
+    def async_retrying(
+        self, *, deadline: float | None = None, on_retry: Callable[[Any], None] | None = None
+    ) -> tenacity.AsyncRetrying:
+        """A tenacity controller for async code; ``deadline`` is absolute (this policy's clock)."""
+        return tenacity.AsyncRetrying(sleep=self._timing.async_sleep, **self._controller_kwargs(deadline, on_retry))
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)

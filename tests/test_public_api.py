@@ -1,0 +1,50 @@
+"""The public surface is pinned, and importing llmkit stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import llmkit
+
+EXPECTED = [
+    "NOT_GIVEN", "AsyncClient", "AsyncStream", "AuthenticationError", "BackendUnavailable",
+    "BadRequestError", "ChatResponse", "Client", "ConfigError", "ConflictError",
+    "ContextLengthError", "Example", "FinishEvent", "InvalidInputError", "LLMError", "Message",
+    "NotFoundError", "OutputValidationError", "PermissionDeniedError", "Prompt", "PromptError",
+    "ProtocolError", "ProviderError", "RateLimitError", "RetryPolicy", "ServerError", "Stream",
+    "StreamEvent", "TextDelta", "Timeout", "Tool", "ToolCall", "ToolCallDelta",
+    "UnknownBackendError", "UnsupportedFeatureError", "Usage", "UsageEvent", "__version__",
+    "available_backends", "errors", "register_backend",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert llmkit.__all__ == EXPECTED
+    for name in llmkit.__all__:
+        assert hasattr(llmkit, name), name
+
+
+def test_builtin_shadowing_errors_are_reachable_but_not_star_exported() -> None:
+    assert llmkit.errors.TimeoutError is llmkit.TimeoutError
+    assert "TimeoutError" not in llmkit.__all__ and "ConnectionError" not in llmkit.__all__
+    namespace: dict[str, object] = {}
+    exec("from llmkit import *", namespace)
+    assert "TimeoutError" not in namespace
+
+
+def test_import_does_not_pull_heavy_dependencies() -> None:
+    code = (
+        "import sys, llmkit\n"
+        "from llmkit import Client, AsyncClient\n"
+        "heavy = [m for m in ('openai', 'torch', 'transformers', 'starlette', 'uvicorn') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_py_typed_is_shipped() -> None:
+    from importlib import resources
+
+    assert resources.files("llmkit").joinpath("py.typed").is_file()
