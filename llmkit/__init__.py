@@ -33,6 +33,12 @@ from .errors import (
     UnknownBackendError,
     UnsupportedFeatureError,
 )
+from .errors import (
+    ConnectionError as ConnectionError,  # not in __all__: see below
+)
+from .errors import (
+    TimeoutError as TimeoutError,  # not in __all__: see below
+)
 from .prompts import Example, Prompt
 from .registry import available_backends, register_backend
 from .retry import RetryPolicy
@@ -51,10 +57,8 @@ from .types import (
     UsageEvent,
 )
 
-# llmkit.errors.TimeoutError / ConnectionError are importable from here too, but are kept out
-# of __all__ so that `from llmkit import *` never shadows the builtins of the same names.
-from .errors import ConnectionError, TimeoutError  # noqa: A004, E402
-
+# llmkit.TimeoutError / ConnectionError are importable, but kept out of __all__ so that
+# `from llmkit import *` never shadows the builtins of the same names.
 __all__ = [
     "NOT_GIVEN",
     "AsyncClient",

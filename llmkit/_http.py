@@ -30,7 +30,9 @@ USER_AGENT = f"llmkit/{__version__}"
 
 # Enough keep-alive connections for a busy client; the client-side concurrency cap (not the
 # pool) is what should queue requests.
-DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0)
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0
+)
 
 
 def httpx_timeout(timeout: Timeout) -> httpx.Timeout:
@@ -72,7 +74,9 @@ def _client_kwargs(
         except ImportError as exc:  # pragma: no cover - depends on the environment
             from .errors import BackendUnavailable
 
-            raise BackendUnavailable('http2=True needs the h2 package: pip install "httpx[http2]"') from exc
+            raise BackendUnavailable(
+                'http2=True needs the h2 package: pip install "httpx[http2]"'
+            ) from exc
         kwargs["http2"] = True
     return kwargs
 
@@ -89,7 +93,12 @@ def build_client(
     """A pooled :class:`httpx.Client` configured the llmkit way."""
     return httpx.Client(
         **_client_kwargs(
-            base_url=base_url, headers=headers, timeout=timeout, verify=verify, http2=http2, limits=limits
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            verify=verify,
+            http2=http2,
+            limits=limits,
         )
     )
 
@@ -106,7 +115,12 @@ def build_async_client(
     """A pooled :class:`httpx.AsyncClient` configured the llmkit way."""
     return httpx.AsyncClient(
         **_client_kwargs(
-            base_url=base_url, headers=headers, timeout=timeout, verify=verify, http2=http2, limits=limits
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            verify=verify,
+            http2=http2,
+            limits=limits,
         )
     )
 
@@ -128,6 +142,8 @@ def map_transport_error(
             httpx.PoolTimeout: "connection pool",
         }.get(type(exc), "request")
         return TimeoutError(f"{phase} timeout: {text}", backend=backend, model=model)
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.NetworkError)):
+    if isinstance(
+        exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.NetworkError)
+    ):
         return ConnectionError(f"connection failed: {text}", backend=backend, model=model)
     return ConnectionError(f"{type(exc).__name__}: {text}", backend=backend, model=model)

@@ -138,7 +138,9 @@ class _Call:
 
 def _spec_label(backend: Backend) -> str:
     spec = getattr(backend, "spec", None)
-    return str(spec) if spec else f"{getattr(backend, 'name', type(backend).__name__)}:{backend.model}"
+    return (
+        str(spec) if spec else f"{getattr(backend, 'name', type(backend).__name__)}:{backend.model}"
+    )
 
 
 class _ClientCore:
@@ -164,16 +166,26 @@ class _ClientCore:
             spec, config_path = resolve_default()
             if config_path is not None:
                 settings, profiles = load_config(config_path)
-                self._init_from_profile(settings, profiles, overrides={
-                    "api_key": api_key, "base_url": base_url, "timeout": timeout, "retry": retry,
-                    "system": system, **options,
-                })
+                self._init_from_profile(
+                    settings,
+                    profiles,
+                    overrides={
+                        "api_key": api_key,
+                        "base_url": base_url,
+                        "timeout": timeout,
+                        "retry": retry,
+                        "system": system,
+                        **options,
+                    },
+                )
                 return
             model = spec
         self._timeout = Timeout.coerce(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._retry = retry if retry is not None else DEFAULT_RETRY
         if not isinstance(self._retry, RetryPolicy):
-            raise ConfigError(f"retry must be a llmkit.RetryPolicy, got {type(self._retry).__name__}")
+            raise ConfigError(
+                f"retry must be a llmkit.RetryPolicy, got {type(self._retry).__name__}"
+            )
         self._system = system
         # Generation options given to the constructor become defaults for every call.
         self._defaults = {k: options.pop(k) for k in list(options) if k in _PARAM_NAMES}
@@ -237,7 +249,10 @@ class _ClientCore:
 
     @classmethod
     def _from_config(
-        cls, source: str | os.PathLike[str] | Mapping[str, Any], profile: str | None = None, **overrides: Any
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        profile: str | None = None,
+        **overrides: Any,
     ) -> Any:
         settings, profiles = load_config(source, profile)
         self = cls.__new__(cls)
@@ -276,8 +291,13 @@ class _ClientCore:
         except InvalidInputError:
             raise
 
-    def _options(self, given: Mapping[str, Any], extra: Mapping[str, Any]) -> tuple[GenerationParams, dict[str, Any]]:
-        values = {**self._defaults, **{k: v for k, v in given.items() if not isinstance(v, NotGiven)}}
+    def _options(
+        self, given: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> tuple[GenerationParams, dict[str, Any]]:
+        values = {
+            **self._defaults,
+            **{k: v for k, v in given.items() if not isinstance(v, NotGiven)},
+        }
         return self._check_params(values), dict(extra)
 
     def _timeout_for(self, timeout: Any) -> Timeout:
@@ -332,7 +352,9 @@ class _ClientCore:
         if self._closed:
             raise ConfigError("this client is closed; create a new one")
         if not isinstance(prompt, str):
-            raise InvalidInputError(f"complete() takes the prompt as a str, got {type(prompt).__name__}")
+            raise InvalidInputError(
+                f"complete() takes the prompt as a str, got {type(prompt).__name__}"
+            )
         params, extra_dict = self._options(given, extra)
         return _Call(
             kind="complete",
@@ -384,7 +406,11 @@ class _ClientCore:
             )
         return dataclasses.replace(
             call,
-            messages=[*call.messages, Message(role="assistant", content=response.text), structured.repair_message(errors)],
+            messages=[
+                *call.messages,
+                Message(role="assistant", content=response.text),
+                structured.repair_message(errors),
+            ],
             reasks_left=call.reasks_left - 1,
         )
 
@@ -445,7 +471,10 @@ class Client(_ClientCore):
 
     @classmethod
     def from_config(
-        cls, source: str | os.PathLike[str] | Mapping[str, Any], profile: str | None = None, **overrides: Any
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        profile: str | None = None,
+        **overrides: Any,
     ) -> Client:
         """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
         return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
@@ -498,8 +527,14 @@ class Client(_ClientCore):
             response_model=response_model,
             timeout=timeout,
             given=_given(
-                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
-                tools=tools, tool_choice=tool_choice, response_format=response_format,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                tools=tools,
+                tool_choice=tool_choice,
+                response_format=response_format,
             ),
             extra=extra,
         )
@@ -543,8 +578,14 @@ class Client(_ClientCore):
             response_model=response_model,
             timeout=timeout,
             given=_given(
-                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
-                tools=tools, tool_choice=tool_choice, response_format=response_format,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                tools=tools,
+                tool_choice=tool_choice,
+                response_format=response_format,
             ),
             extra=extra,
         )
@@ -566,7 +607,9 @@ class Client(_ClientCore):
         call = self._prepare_complete(
             prompt,
             timeout=timeout,
-            given=_given(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed),
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed
+            ),
             extra=extra,
         )
         response, target = self._run(call, lambda b, r: b.complete(r))
@@ -604,11 +647,15 @@ class _StreamState(Generic[T]):
 
     def _started(self, iterator: T, first: Any, target: _Target) -> None:
         self._iterator, self._pending, self._target = iterator, first, target
-        self._accumulator = StreamAccumulator(model=target.backend.model, backend=_spec_label(target.backend))
+        self._accumulator = StreamAccumulator(
+            model=target.backend.model, backend=_spec_label(target.backend)
+        )
 
     def _budget(self) -> float:
         """Seconds allowed for the next event: first-token budget, then idle, within total."""
-        phase = self._call.timeout.first_token if self._events_seen == 0 else self._call.timeout.idle
+        phase = (
+            self._call.timeout.first_token if self._events_seen == 0 else self._call.timeout.idle
+        )
         return max(0.0, min(phase, self._call.deadline - time.monotonic()))
 
     def _deadline_error(self) -> TimeoutError:
@@ -632,7 +679,9 @@ class _StreamState(Generic[T]):
             response = self._accumulator.response(prompt_text=self._call.prompt_text())
             response = self._client._finish(response, self._call, self._target)
             if self._call.response_model is not None and self._finished:
-                parsed, errors = structured.validate_output(response.text, self._call.response_model)
+                parsed, errors = structured.validate_output(
+                    response.text, self._call.response_model
+                )
                 if parsed is None:
                     raise OutputValidationError(
                         f"the streamed reply did not validate against {self._call.response_model.__name__}",
@@ -751,12 +800,17 @@ class AsyncClient(_ClientCore):
 
     @classmethod
     def from_config(
-        cls, source: str | os.PathLike[str] | Mapping[str, Any], profile: str | None = None, **overrides: Any
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        profile: str | None = None,
+        **overrides: Any,
     ) -> AsyncClient:
         """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
         return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
 
-    async def _run(self, call: _Call, op: Callable[[Backend, Any], Awaitable[T]]) -> tuple[T, _Target]:
+    async def _run(
+        self, call: _Call, op: Callable[[Backend, Any], Awaitable[T]]
+    ) -> tuple[T, _Target]:
         for index, target in enumerate(self._targets):
             request = call.request_for(target)
             policy = target.retry
@@ -776,7 +830,9 @@ class AsyncClient(_ClientCore):
                                 model=t.backend.model,
                             )
 
-                        result = await _with_budget(op(target.backend, request), remaining, timed_out)
+                        result = await _with_budget(
+                            op(target.backend, request), remaining, timed_out
+                        )
                         return result, target
             except LLMError as error:
                 if not self._should_fall_back(error, index):
@@ -809,8 +865,14 @@ class AsyncClient(_ClientCore):
             response_model=response_model,
             timeout=timeout,
             given=_given(
-                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
-                tools=tools, tool_choice=tool_choice, response_format=response_format,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                tools=tools,
+                tool_choice=tool_choice,
+                response_format=response_format,
             ),
             extra=extra,
         )
@@ -850,8 +912,14 @@ class AsyncClient(_ClientCore):
             response_model=response_model,
             timeout=timeout,
             given=_given(
-                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
-                tools=tools, tool_choice=tool_choice, response_format=response_format,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                tools=tools,
+                tool_choice=tool_choice,
+                response_format=response_format,
             ),
             extra=extra,
         )
@@ -873,7 +941,9 @@ class AsyncClient(_ClientCore):
         call = self._prepare_complete(
             prompt,
             timeout=timeout,
-            given=_given(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed),
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed
+            ),
             extra=extra,
         )
         response, target = await self._run(call, lambda b, r: b.acomplete(r))
@@ -904,7 +974,10 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
             try:
                 first = await _with_budget(
                     iterator.__anext__(),
-                    max(0.0, min(self._call.timeout.first_token, self._call.deadline - time.monotonic())),
+                    max(
+                        0.0,
+                        min(self._call.timeout.first_token, self._call.deadline - time.monotonic()),
+                    ),
                     lambda: TimeoutError(
                         "stream timed out waiting for the first token",
                         backend=backend.name,
@@ -933,7 +1006,9 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
             raise StopAsyncIteration
         assert self._iterator is not None
         try:
-            event = await _with_budget(self._iterator.__anext__(), self._budget(), self._deadline_error)
+            event = await _with_budget(
+                self._iterator.__anext__(), self._budget(), self._deadline_error
+            )
         except StopAsyncIteration:
             self._finished = True
             raise
@@ -965,7 +1040,9 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
         """The accumulated response once the stream has ended (or was closed); use
         ``await stream.get_response()`` to read the rest of an open stream first."""
         if self._iterator is None:
-            raise ConfigError("the stream has not started; iterate it (or await get_response()) first")
+            raise ConfigError(
+                "the stream has not started; iterate it (or await get_response()) first"
+            )
         return self._build_response()
 
     async def text_stream(self) -> AsyncIterator[str]:

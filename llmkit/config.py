@@ -64,7 +64,9 @@ LOCAL_CONFIG = "llmkit.toml"
 def parse_spec(spec: str) -> tuple[str, str]:
     """Split ``"backend:model"`` into its parts (the model part may contain colons)."""
     if not isinstance(spec, str):
-        raise ConfigError(f"a model spec must be a string like 'openai:gpt-4o-mini', got {type(spec).__name__}")
+        raise ConfigError(
+            f"a model spec must be a string like 'openai:gpt-4o-mini', got {type(spec).__name__}"
+        )
     backend, sep, model = spec.strip().partition(":")
     if not sep or not backend or not model:
         raise ConfigError(
@@ -134,7 +136,8 @@ def _format_validation(where: str, exc: ValidationError) -> ConfigError:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
@@ -179,7 +182,11 @@ def load_config(
         try:
             profiles[name] = ProfileSettings.model_validate(dict(raw))
         except ValidationError as exc:
-            label = where if name == "default" and "profiles" not in data else f"{where}: profile {name!r}"
+            label = (
+                where
+                if name == "default" and "profiles" not in data
+                else f"{where}: profile {name!r}"
+            )
             raise _format_validation(label, exc) from None
         parse_spec(profiles[name].model)  # fail early on a malformed spec
     chosen = profile or os.environ.get(ENV_PROFILE) or default
@@ -191,7 +198,9 @@ def load_config(
             )
         chosen = next(iter(profiles))
     if chosen not in profiles:
-        raise ConfigError(f"{where}: no profile {chosen!r}; available profiles: {', '.join(sorted(profiles))}")
+        raise ConfigError(
+            f"{where}: no profile {chosen!r}; available profiles: {', '.join(sorted(profiles))}"
+        )
     for name, settings in profiles.items():
         for fallback in settings.fallbacks:
             if ":" not in fallback and fallback not in profiles:

@@ -213,13 +213,13 @@ class ServerError(ProviderError):
     retryable = True
 
 
-class TimeoutError(ProviderError):  # noqa: A001 - part of the documented tree
+class TimeoutError(ProviderError):
     """A connect, first-token, idle or total time budget ran out."""
 
     retryable = True
 
 
-class ConnectionError(ProviderError):  # noqa: A001 - part of the documented tree
+class ConnectionError(ProviderError):
     """The connection could not be made, or dropped before the reply was complete."""
 
     retryable = True

@@ -62,7 +62,9 @@ class Prompt(BaseModel):
     @classmethod
     def _coerce_examples(cls, value: Any) -> Any:
         if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ValueError("examples must be a list of {'user': ..., 'assistant': ...} or (user, assistant) pairs")
+            raise ValueError(
+                "examples must be a list of {'user': ..., 'assistant': ...} or (user, assistant) pairs"
+            )
         out = []
         for item in value:
             if isinstance(item, (tuple, list)) and len(item) == 2:

@@ -9,6 +9,7 @@ time with :func:`register_backend`. The client never branches on backend names.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any

@@ -110,7 +110,9 @@ class RetryPolicy(BaseModel):
     def is_retryable(error: BaseException) -> bool:
         return isinstance(error, LLMError) and error.retryable
 
-    def _controller_kwargs(self, deadline: float | None, on_retry: Callable[[Any], None] | None) -> dict[str, Any]:
+    def _controller_kwargs(
+        self, deadline: float | None, on_retry: Callable[[Any], None] | None
+    ) -> dict[str, Any]:
         effective = deadline
         if self.deadline is not None:
             own = self._timing.clock() + self.deadline
@@ -154,13 +156,17 @@ class RetryPolicy(BaseModel):
         self, *, deadline: float | None = None, on_retry: Callable[[Any], None] | None = None
     ) -> tenacity.Retrying:
         """A tenacity controller for sync code; ``deadline`` is absolute (this policy's clock)."""
-        return tenacity.Retrying(sleep=self._timing.sleep, **self._controller_kwargs(deadline, on_retry))
+        return tenacity.Retrying(
+            sleep=self._timing.sleep, **self._controller_kwargs(deadline, on_retry)
+        )
 
     def async_retrying(
         self, *, deadline: float | None = None, on_retry: Callable[[Any], None] | None = None
     ) -> tenacity.AsyncRetrying:
         """A tenacity controller for async code; ``deadline`` is absolute (this policy's clock)."""
-        return tenacity.AsyncRetrying(sleep=self._timing.async_sleep, **self._controller_kwargs(deadline, on_retry))
+        return tenacity.AsyncRetrying(
+            sleep=self._timing.async_sleep, **self._controller_kwargs(deadline, on_retry)
+        )
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -83,8 +83,14 @@ class StreamAccumulator:
         """The accumulated response; usage is estimated (and flagged) if none arrived."""
         calls = self.tool_calls()
         text = self.text
-        message = Message(role="assistant", content=text if (text or not calls) else None, tool_calls=calls or None)
-        usage = self.usage or Usage.estimate(prompt_text, text + "".join(c.arguments for c in calls))
+        message = Message(
+            role="assistant",
+            content=text if (text or not calls) else None,
+            tool_calls=calls or None,
+        )
+        usage = self.usage or Usage.estimate(
+            prompt_text, text + "".join(c.arguments for c in calls)
+        )
         finish = self.finish_reason or ("tool_calls" if calls else "stop")
         return ChatResponse(
             message=message,
@@ -101,7 +107,12 @@ def to_openai_chunk(
 ) -> dict[str, Any]:
     """One event as an OpenAI ``chat.completion.chunk`` dict."""
     created = int(time.time()) if created is None else created
-    base: dict[str, Any] = {"id": id, "object": "chat.completion.chunk", "created": created, "model": model}
+    base: dict[str, Any] = {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
     delta: dict[str, Any] = {"role": "assistant"} if first else {}
     finish_reason = None
     if isinstance(event, TextDelta):
@@ -124,12 +135,19 @@ def to_openai_chunk(
         return base
     elif isinstance(event, FinishEvent):
         finish_reason = event.finish_reason
-    base["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    base["choices"] = [
+        {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+    ]
     return base
 
 
 def events_to_openai_chunks(
-    events: list[Any], *, id: str, model: str, created: int | None = None, include_usage: bool = True
+    events: list[Any],
+    *,
+    id: str,
+    model: str,
+    created: int | None = None,
+    include_usage: bool = True,
 ) -> list[dict[str, Any]]:
     """A whole event sequence as chunks, in the order OpenAI sends them (usage last)."""
     chunks = []

@@ -10,7 +10,13 @@ from pydantic import BaseModel, ValidationError
 
 from .types import Message
 
-__all__ = ["extract_json", "instruction_message", "repair_message", "response_format_for", "validate_output"]
+__all__ = [
+    "extract_json",
+    "instruction_message",
+    "repair_message",
+    "response_format_for",
+    "validate_output",
+]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
@@ -57,7 +63,8 @@ def validate_output(text: str, model: type[BaseModel]) -> tuple[BaseModel | None
 def repair_message(errors: list[Any]) -> Message:
     """The user turn that re-asks after invalid output, quoting what was wrong."""
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ())) or 'value'}: {e.get('msg')}" for e in errors[:10]
+        f"{'.'.join(str(p) for p in e.get('loc', ())) or 'value'}: {e.get('msg')}"
+        for e in errors[:10]
     )
     return Message(
         role="user",

@@ -45,7 +45,9 @@ class SleepRecorder:
         return self.now
 
 
-def instant_retry(policy: RetryPolicy | None = None, recorder: SleepRecorder | None = None) -> RetryPolicy:
+def instant_retry(
+    policy: RetryPolicy | None = None, recorder: SleepRecorder | None = None
+) -> RetryPolicy:
     """``policy`` (default: 3 attempts) driven by a :class:`SleepRecorder` instead of real time."""
     recorder = recorder or SleepRecorder()
     return (policy or RetryPolicy()).with_clock(
@@ -53,7 +55,9 @@ def instant_retry(policy: RetryPolicy | None = None, recorder: SleepRecorder | N
     )
 
 
-def fake_client(replies: Sequence[ScriptItem] | ScriptItem | None = None, **client_options: Any) -> Client:
+def fake_client(
+    replies: Sequence[ScriptItem] | ScriptItem | None = None, **client_options: Any
+) -> Client:
     """A :class:`Client` over a new :class:`FakeBackend` (reach it as ``client.backend``)."""
     client_options.setdefault("retry", instant_retry())
     return Client(backend=FakeBackend(replies), **client_options)

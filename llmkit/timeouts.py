@@ -36,7 +36,12 @@ class Timeout:
     def __post_init__(self) -> None:
         for name in ("connect", "first_token", "idle", "total"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or math.isnan(value):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or value <= 0
+                or math.isnan(value)
+            ):
                 raise ConfigError(
                     f"Timeout.{name} must be a positive number of seconds, got {value!r}"
                 )

@@ -21,6 +21,7 @@ from .errors import InvalidInputError, ProtocolError
 from .timeouts import Timeout
 
 __all__ = [
+    "NOT_GIVEN",
     "ChatRequest",
     "ChatResponse",
     "CompletionRequest",
@@ -30,7 +31,6 @@ __all__ = [
     "ImagePart",
     "Message",
     "MessageInput",
-    "NOT_GIVEN",
     "NotGiven",
     "StreamEvent",
     "TextDelta",
@@ -139,7 +139,9 @@ class Message(BaseModel):
     @model_validator(mode="after")
     def _check_role_fields(self) -> Message:
         if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("a 'tool' message needs 'tool_call_id' (the id of the call it answers)")
+            raise ValueError(
+                "a 'tool' message needs 'tool_call_id' (the id of the call it answers)"
+            )
         if self.tool_calls and self.role != "assistant":
             raise ValueError("only 'assistant' messages can carry 'tool_calls'")
         if self.content is None and not self.tool_calls and self.role != "assistant":
@@ -155,7 +157,9 @@ class Message(BaseModel):
         return cls(role="user", content=content)
 
     @classmethod
-    def assistant(cls, content: str | None = None, tool_calls: list[ToolCall] | None = None) -> Message:
+    def assistant(
+        cls, content: str | None = None, tool_calls: list[ToolCall] | None = None
+    ) -> Message:
         return cls(role="assistant", content=content, tool_calls=tool_calls)
 
     @classmethod
@@ -187,7 +191,9 @@ class Message(BaseModel):
         return out
 
 
-MessageInput = Union[str, Message, Mapping[str, Any], Sequence[Union[str, Message, Mapping[str, Any]]]]
+MessageInput = Union[
+    str, Message, Mapping[str, Any], Sequence[Union[str, Message, Mapping[str, Any]]]
+]
 
 
 def _describe(value: Any) -> str:
@@ -261,7 +267,9 @@ class Tool(BaseModel):
             try:
                 return cls.model_validate(data)
             except ValidationError as exc:
-                raise InvalidInputError(f"invalid tool definition {_describe(value)}: {exc.errors()[0]['msg']}") from None
+                raise InvalidInputError(
+                    f"invalid tool definition {_describe(value)}: {exc.errors()[0]['msg']}"
+                ) from None
         raise InvalidInputError(
             f"cannot use {type(value).__name__} {_describe(value)} as a tool; pass a llmkit.Tool "
             "or an OpenAI tool dict {'type': 'function', 'function': {...}}"
@@ -378,13 +386,17 @@ class ChatResponse(BaseModel):
         raw_message = dict(choice.get("message") or {})
         raw_message.setdefault("role", "assistant")
         # Servers add fields we do not model (refusal, reasoning_content, audio, ...).
-        known = {k: raw_message[k] for k in ("role", "content", "name", "tool_calls") if k in raw_message}
+        known = {
+            k: raw_message[k] for k in ("role", "content", "name", "tool_calls") if k in raw_message
+        }
         if not known.get("tool_calls"):
             known.pop("tool_calls", None)
         try:
             message = Message.model_validate(known)
         except ValidationError as exc:
-            raise ProtocolError(f"malformed message in reply: {exc.errors()[0]['msg']}", backend=backend or None) from None
+            raise ProtocolError(
+                f"malformed message in reply: {exc.errors()[0]['msg']}", backend=backend or None
+            ) from None
         usage_data = data.get("usage")
         usage = (
             Usage(

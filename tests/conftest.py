@@ -22,7 +22,12 @@ class Driver:
     def is_async(self) -> bool:
         return self.mode == "async"
 
-    def _run(self, client_kwargs: dict[str, Any], sync_op: Callable[[Client], Any], async_op: Callable[[AsyncClient], Any]) -> Any:
+    def _run(
+        self,
+        client_kwargs: dict[str, Any],
+        sync_op: Callable[[Client], Any],
+        async_op: Callable[[AsyncClient], Any],
+    ) -> Any:
         if not self.is_async:
             with Client(**client_kwargs) as client:
                 return sync_op(client)
@@ -34,15 +39,23 @@ class Driver:
         return asyncio.run(go())
 
     def chat(self, client_kwargs: dict[str, Any], *args: Any, **kwargs: Any) -> ChatResponse:
-        return self._run(client_kwargs, lambda c: c.chat(*args, **kwargs), lambda c: c.chat(*args, **kwargs))
+        return self._run(
+            client_kwargs, lambda c: c.chat(*args, **kwargs), lambda c: c.chat(*args, **kwargs)
+        )
 
     def complete(self, client_kwargs: dict[str, Any], *args: Any, **kwargs: Any) -> ChatResponse:
         return self._run(
-            client_kwargs, lambda c: c.complete(*args, **kwargs), lambda c: c.complete(*args, **kwargs)
+            client_kwargs,
+            lambda c: c.complete(*args, **kwargs),
+            lambda c: c.complete(*args, **kwargs),
         )
 
     def stream(
-        self, client_kwargs: dict[str, Any], *args: Any, stop_after: int | None = None, **kwargs: Any
+        self,
+        client_kwargs: dict[str, Any],
+        *args: Any,
+        stop_after: int | None = None,
+        **kwargs: Any,
     ) -> tuple[list[Any], ChatResponse]:
         """Iterate a stream (optionally leaving after ``stop_after`` events); return the
         events seen and ``stream.response``."""

@@ -35,7 +35,9 @@ def test_plain_chat(driver) -> None:
     assert response.usage == Usage(prompt_tokens=9, completion_tokens=2, total_tokens=11)
     assert response.backend == "fake:fake-model"
     assert response.message == Message(role="assistant", content="Paris.")
-    assert fake.requests[0].messages == [Message(role="user", content="What is the capital of France?")]
+    assert fake.requests[0].messages == [
+        Message(role="user", content="What is the capital of France?")
+    ]
 
 
 def test_usage_is_estimated_when_backend_reports_none(driver) -> None:
@@ -46,7 +48,12 @@ def test_usage_is_estimated_when_backend_reports_none(driver) -> None:
 
 def test_per_call_options_override_client_defaults(driver) -> None:
     fake = FakeBackend(["ok"])
-    driver.chat({"backend": fake, "temperature": 0.2, "max_tokens": 50, "system": "Be brief."}, "hi", temperature=0.9, vendor_flag=True)
+    driver.chat(
+        {"backend": fake, "temperature": 0.2, "max_tokens": 50, "system": "Be brief."},
+        "hi",
+        temperature=0.9,
+        vendor_flag=True,
+    )
     request = fake.requests[0]
     assert request.params.temperature == 0.9
     assert request.params.max_tokens == 50
@@ -77,7 +84,10 @@ def test_fallbacks_in_order_and_backend_recorded(driver) -> None:
     kwargs = {
         "backend": first,
         "retry": instant_retry(RetryPolicy(max_attempts=2)),
-        "fallbacks": [Client(backend=second, retry=instant_retry(RetryPolicy(max_attempts=1))), Client(backend=third)],
+        "fallbacks": [
+            Client(backend=second, retry=instant_retry(RetryPolicy(max_attempts=1))),
+            Client(backend=third),
+        ],
     }
     response = driver.chat(kwargs, "hi")
     assert response.text == "from third"
@@ -104,7 +114,13 @@ def test_fallback_specs_build_backends() -> None:
 def test_stream_accumulates_to_the_same_response_as_chat(driver) -> None:
     reply = Reply(
         "The answer is 42.",
-        tool_calls=[{"id": "c1", "type": "function", "function": {"name": "calc", "arguments": '{"x": 6, "y": 7}'}}],
+        tool_calls=[
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "calc", "arguments": '{"x": 6, "y": 7}'},
+            }
+        ],
         usage=Usage(prompt_tokens=5, completion_tokens=9),
         finish_reason="tool_calls",
     )
@@ -129,7 +145,7 @@ def test_leaving_a_stream_early_closes_it(driver) -> None:
 
 def test_stream_is_retried_before_the_first_event(driver) -> None:
     fake = FakeBackend([RateLimitError("busy"), Reply("fine now")])
-    events, response = driver.stream({"backend": fake, "retry": instant_retry()}, "q")
+    _events, response = driver.stream({"backend": fake, "retry": instant_retry()}, "q")
     assert response.text == "fine now"
     assert len(fake.requests) == 2
 
@@ -143,10 +159,12 @@ def test_stream_is_not_retried_after_an_event_reached_the_caller(driver) -> None
         if driver.is_async:
 
             async def go() -> None:
-                async with AsyncClient(backend=fake, retry=instant_retry()) as c:
-                    async with c.stream("q") as s:
-                        async for e in s:
-                            seen.append(e.text)
+                async with (
+                    AsyncClient(backend=fake, retry=instant_retry()) as c,
+                    c.stream("q") as s,
+                ):
+                    async for e in s:
+                        seen.append(e.text)
 
             asyncio.run(go())
         else:
@@ -160,7 +178,14 @@ def test_stream_is_not_retried_after_an_event_reached_the_caller(driver) -> None
 def test_stream_fails_over_before_first_event(driver) -> None:
     first = FakeBackend([Reply("x", fail_after=0, error=ServerError("down"))], model="a")
     second = FakeBackend(["from b"], model="b")
-    _, response = driver.stream({"backend": first, "retry": instant_retry(RetryPolicy(max_attempts=1)), "fallbacks": [Client(backend=second)]}, "q")
+    _, response = driver.stream(
+        {
+            "backend": first,
+            "retry": instant_retry(RetryPolicy(max_attempts=1)),
+            "fallbacks": [Client(backend=second)],
+        },
+        "q",
+    )
     assert response.text == "from b" and response.backend == "fake:b"
 
 
@@ -168,10 +193,16 @@ def test_async_stream_stall_fails_with_idle_timeout() -> None:
     fake = FakeBackend([Reply("a b c", chunk_delay=5.0)])
 
     async def go() -> None:
-        async with AsyncClient(backend=fake, timeout=Timeout(idle=0.05, total=10), retry=RetryPolicy(max_attempts=1)) as c:
-            async with c.stream("q") as s:
-                async for _ in s:
-                    pass
+        async with (
+            AsyncClient(
+                backend=fake,
+                timeout=Timeout(idle=0.05, total=10),
+                retry=RetryPolicy(max_attempts=1),
+            ) as c,
+            c.stream("q") as s,
+        ):
+            async for _ in s:
+                pass
 
     with pytest.raises(TimeoutError, match="idle"):
         asyncio.run(asyncio.wait_for(go(), 5))
@@ -192,10 +223,13 @@ def test_async_first_token_timeout_is_enforced() -> None:
 def test_sync_stall_uses_the_backend_budget() -> None:
     rec = SleepRecorder()
     fake = FakeBackend([Reply("a b c", chunk_delay=100.0)], sleep=rec.sleep)
-    with Client(backend=fake, timeout=Timeout(idle=2.0), retry=RetryPolicy(max_attempts=1)) as c:
-        with pytest.raises(TimeoutError), c.stream("q") as s:
-            for _ in s:
-                pass
+    with (
+        Client(backend=fake, timeout=Timeout(idle=2.0), retry=RetryPolicy(max_attempts=1)) as c,
+        pytest.raises(TimeoutError),
+        c.stream("q") as s,
+    ):
+        for _ in s:
+            pass
     assert rec.sleeps == [2.0]
 
 
@@ -230,7 +264,9 @@ class City(BaseModel):
 
 
 def test_response_model_parses_and_reasks(driver) -> None:
-    fake = FakeBackend(['Sure! {"name": "Paris"}', '```json\n{"name": "Paris", "country": "France"}\n```'])
+    fake = FakeBackend(
+        ['Sure! {"name": "Paris"}', '```json\n{"name": "Paris", "country": "France"}\n```']
+    )
     response = driver.chat({"backend": fake}, "Capital of France?", response_model=City)
     assert response.parsed == City(name="Paris", country="France")
     assert len(fake.requests) == 2
@@ -249,11 +285,16 @@ def test_response_model_gives_up_with_output_validation_error(driver) -> None:
 
 
 def test_native_structured_output_sends_a_schema(driver) -> None:
-    fake = FakeBackend(['{"name": "Rome", "country": "Italy"}'], capabilities=Capabilities(structured_output=True))
+    fake = FakeBackend(
+        ['{"name": "Rome", "country": "Italy"}'], capabilities=Capabilities(structured_output=True)
+    )
     response = driver.chat({"backend": fake}, "q", response_model=City)
     assert response.parsed == City(name="Rome", country="Italy")
     fmt = fake.requests[0].params.response_format
-    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["name", "country"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == [
+        "name",
+        "country",
+    ]
 
 
 def test_closed_client_refuses_calls() -> None:
@@ -280,7 +321,11 @@ def test_model_and_backend_together_is_an_error() -> None:
 
 def test_call_is_logged_without_content(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="llmkit")
-    Client(backend=FakeBackend([Reply("secret answer", usage=Usage(prompt_tokens=3, completion_tokens=2))])).chat("private question")
+    Client(
+        backend=FakeBackend(
+            [Reply("secret answer", usage=Usage(prompt_tokens=3, completion_tokens=2))]
+        )
+    ).chat("private question")
     record = next(r for r in caplog.records if r.name == "llmkit")
     text = record.getMessage()
     assert "backend=fake:fake-model" in text and "prompt_tokens=3" in text and "attempts=1" in text

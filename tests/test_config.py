@@ -85,15 +85,30 @@ def test_missing_file() -> None:
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        ({"profiles": {"a": {"model": "fake:x", "modle": 1}}}, "profile 'a': unknown key 'modle'; allowed keys: api_key_env, base_url"),
-        ({"profiles": {"a": {"model": "fake:x", "retry": {"max_atempts": 2}}}}, "unknown key 'retry.max_atempts'; allowed keys: deadline"),
-        ({"profiles": {"a": {"model": "fake:x", "timeout": "soon"}}}, "invalid value for 'timeout': 'soon'"),
+        (
+            {"profiles": {"a": {"model": "fake:x", "modle": 1}}},
+            "profile 'a': unknown key 'modle'; allowed keys: api_key_env, base_url",
+        ),
+        (
+            {"profiles": {"a": {"model": "fake:x", "retry": {"max_atempts": 2}}}},
+            "unknown key 'retry.max_atempts'; allowed keys: deadline",
+        ),
+        (
+            {"profiles": {"a": {"model": "fake:x", "timeout": "soon"}}},
+            "invalid value for 'timeout': 'soon'",
+        ),
         ({"profiles": {"a": {"model": "nospec"}}}, "backend:model"),
         ({"profiles": {"a": {"model": "fake:x"}, "b": {"model": "fake:y"}}}, "several profiles"),
-        ({"profiles": {"a": {"model": "fake:x"}}, "default_profile": "zzz"}, "no profile 'zzz'; available profiles: a"),
+        (
+            {"profiles": {"a": {"model": "fake:x"}}, "default_profile": "zzz"},
+            "no profile 'zzz'; available profiles: a",
+        ),
         ({"profiles": {"a": {"model": "fake:x", "fallbacks": ["ghost"]}}}, "falls back to 'ghost'"),
         ({"profiles": {"a": {"model": "fake:x"}}, "extra": 1}, "unknown top-level key"),
-        ({"model": "fake:x", "retry": {"max_attempts": 0}}, "invalid value for 'retry.max_attempts': 0"),
+        (
+            {"model": "fake:x", "retry": {"max_attempts": 0}},
+            "invalid value for 'retry.max_attempts': 0",
+        ),
     ],
 )
 def test_invalid_config_names_field_value_and_allowed(data: dict, fragment: str) -> None:
@@ -136,15 +151,18 @@ def test_default_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_unknown_backend_option_is_a_config_error() -> None:
-    from llmkit.backends.base import validate_options
     from pydantic import BaseModel, ConfigDict
+
+    from llmkit.backends.base import validate_options
 
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid")
         dialect: str = "openai"
         api_key: str | None = None
 
-    with pytest.raises(ConfigError, match=r"rest: unknown option\(s\) 'dialekt'; allowed: api_key, dialect"):
+    with pytest.raises(
+        ConfigError, match=r"rest: unknown option\(s\) 'dialekt'; allowed: api_key, dialect"
+    ):
         validate_options(Settings, "rest", {"dialekt": "tgi"})
     with pytest.raises(ConfigError) as info:
         validate_options(Settings, "rest", {"api_key": 12345})

@@ -38,7 +38,9 @@ from llmkit.errors import (
     ],
 )
 def test_status_table(status: int, cls: type, retryable: bool) -> None:
-    err = error_from_status(status, {"error": {"message": "nope"}}, {"X-Request-Id": "req_1"}, backend="rest", model="m")
+    err = error_from_status(
+        status, {"error": {"message": "nope"}}, {"X-Request-Id": "req_1"}, backend="rest", model="m"
+    )
     assert type(err) is cls
     assert err.retryable is retryable
     assert err.status_code == status and err.request_id == "req_1"
@@ -47,9 +49,17 @@ def test_status_table(status: int, cls: type, retryable: bool) -> None:
 
 
 def test_context_length_is_recognised() -> None:
-    err = error_from_status(400, {"error": {"message": "too long", "code": "context_length_exceeded"}})
+    err = error_from_status(
+        400, {"error": {"message": "too long", "code": "context_length_exceeded"}}
+    )
     assert isinstance(err, ContextLengthError) and isinstance(err, BadRequestError)
-    tgi = error_from_status(422, {"error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 2048", "error_type": "validation"})
+    tgi = error_from_status(
+        422,
+        {
+            "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 2048",
+            "error_type": "validation",
+        },
+    )
     assert isinstance(tgi, ContextLengthError)
 
 
@@ -70,7 +80,10 @@ def test_error_body_shapes(body: object, message: str) -> None:
 def test_retry_after_headers() -> None:
     assert parse_retry_after({"retry-after-ms": "1500"}) == 1.5
     assert parse_retry_after({"Retry-After": "3"}) == 3.0
-    assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0) == 10.0
+    assert (
+        parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0)
+        == 10.0
+    )
     assert parse_retry_after({"Retry-After": "soon"}) is None
     assert parse_retry_after({}) is None
     err = error_from_status(429, {}, {"Retry-After": "2"})

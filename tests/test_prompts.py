@@ -26,9 +26,9 @@ def test_render_system_examples_and_user() -> None:
 
 def test_missing_and_unknown_variables() -> None:
     prompt = Prompt(system="Be {tone}.", user="{text}")
-    with pytest.raises(PromptError, match="missing prompt variable.*tone"):
+    with pytest.raises(PromptError, match=r"missing prompt variable.*tone"):
         prompt.render(text="x")
-    with pytest.raises(PromptError, match="unknown prompt variable.*colour"):
+    with pytest.raises(PromptError, match=r"unknown prompt variable.*colour"):
         prompt.render(text="x", tone="kind", colour="red")
 
 

@@ -19,7 +19,10 @@ from llmkit.testing import FakeBackend, SleepRecorder
 
 def policy(recorder: SleepRecorder, **kwargs: object) -> RetryPolicy:
     return RetryPolicy(**kwargs).with_clock(  # type: ignore[arg-type]
-        sleep=recorder.sleep, async_sleep=recorder.async_sleep, clock=recorder.clock, rng=random.Random(0)
+        sleep=recorder.sleep,
+        async_sleep=recorder.async_sleep,
+        clock=recorder.clock,
+        rng=random.Random(0),
     )
 
 
@@ -65,19 +68,25 @@ def test_attempts_are_bounded_and_last_error_raised(driver) -> None:
 def test_backoff_is_exponential_jittered_and_capped(driver) -> None:
     rec = SleepRecorder()
     fake = FakeBackend([ServerError("down")])
-    p = policy(rec, max_attempts=7, initial_backoff=1.0, max_backoff=5.0, multiplier=2.0, jitter=0.25)
+    p = policy(
+        rec, max_attempts=7, initial_backoff=1.0, max_backoff=5.0, multiplier=2.0, jitter=0.25
+    )
     with pytest.raises(ServerError):
         driver.chat({"backend": fake, "retry": p}, "hi")
     nominal = [1, 2, 4, 5, 5, 5]
     assert len(rec.sleeps) == 6
-    for slept, base in zip(rec.sleeps, nominal):
+    for slept, base in zip(rec.sleeps, nominal, strict=False):
         assert 0.75 * base <= slept <= base
 
 
 def test_retry_after_is_honoured_and_capped(driver) -> None:
     rec = SleepRecorder()
-    fake = FakeBackend([RateLimitError("wait", retry_after=7.5), RateLimitError("wait", retry_after=3600), "ok"])
-    response = driver.chat({"backend": fake, "retry": policy(rec, max_attempts=3, max_retry_after=30)}, "hi")
+    fake = FakeBackend(
+        [RateLimitError("wait", retry_after=7.5), RateLimitError("wait", retry_after=3600), "ok"]
+    )
+    response = driver.chat(
+        {"backend": fake, "retry": policy(rec, max_attempts=3, max_retry_after=30)}, "hi"
+    )
     assert response.text == "ok"
     assert rec.sleeps == [7.5, 30]
 
@@ -85,7 +94,9 @@ def test_retry_after_is_honoured_and_capped(driver) -> None:
 def test_deadline_stops_retries_before_sleeping_past_it(driver) -> None:
     rec = SleepRecorder()
     fake = FakeBackend([ServerError("down")])
-    p = policy(rec, max_attempts=10, initial_backoff=4.0, max_backoff=4.0, jitter=0.0, deadline=10.0)
+    p = policy(
+        rec, max_attempts=10, initial_backoff=4.0, max_backoff=4.0, jitter=0.0, deadline=10.0
+    )
     with pytest.raises(ServerError):
         driver.chat({"backend": fake, "retry": p}, "hi")
     # attempts at t=0, 4, 8; the next sleep would reach t=12 > 10, so it stops.

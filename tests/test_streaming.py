@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from hypothesis import given, settings
@@ -14,10 +15,12 @@ from llmkit.types import FinishEvent, TextDelta, ToolCall, ToolCallDelta, Usage,
 
 def split(text: str, cuts: list[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
-    return [text[a:b] for a, b in zip(points, points[1:])]
+    return [text[a:b] for a, b in itertools.pairwise(points)]
 
 
-tool_args = st.dictionaries(st.text(min_size=1, max_size=8), st.one_of(st.integers(), st.text(max_size=10)), max_size=4)
+tool_args = st.dictionaries(
+    st.text(min_size=1, max_size=8), st.one_of(st.integers(), st.text(max_size=10)), max_size=4
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -28,13 +31,22 @@ tool_args = st.dictionaries(st.text(min_size=1, max_size=8), st.one_of(st.intege
     arg_cuts=st.lists(st.integers(min_value=0), max_size=10),
     interleave=st.randoms(use_true_random=False),
 )
-def test_random_splits_accumulate_to_the_same_response(text, text_cuts, calls, arg_cuts, interleave) -> None:
-    expected_calls = [ToolCall(id=f"call_{i}", name=f"tool_{i}", arguments=json.dumps(args)) for i, args in enumerate(calls)]
+def test_random_splits_accumulate_to_the_same_response(
+    text, text_cuts, calls, arg_cuts, interleave
+) -> None:
+    expected_calls = [
+        ToolCall(id=f"call_{i}", name=f"tool_{i}", arguments=json.dumps(args))
+        for i, args in enumerate(calls)
+    ]
     # Per-call delta lists: the first brings id and name; argument fragments follow.
     per_call = []
     for index, call in enumerate(expected_calls):
         pieces = split(call.arguments, arg_cuts)
-        deltas = [ToolCallDelta(index=index, id=call.id, name=call.name, arguments=pieces[0] if pieces else "")]
+        deltas = [
+            ToolCallDelta(
+                index=index, id=call.id, name=call.name, arguments=pieces[0] if pieces else ""
+            )
+        ]
         deltas += [ToolCallDelta(index=index, arguments=p) for p in pieces[1:]]
         per_call.append(deltas)
     text_events = [TextDelta(delta=p) for p in split(text, text_cuts)]
@@ -45,7 +57,10 @@ def test_random_splits_accumulate_to_the_same_response(text, text_cuts, calls, a
         q = interleave.choice([q for q in queues if q])
         events.append(q.pop(0))
     usage = Usage(prompt_tokens=3, completion_tokens=4)
-    events += [UsageEvent(usage=usage), FinishEvent(finish_reason="tool_calls" if calls else "stop", id="r1", model="m")]
+    events += [
+        UsageEvent(usage=usage),
+        FinishEvent(finish_reason="tool_calls" if calls else "stop", id="r1", model="m"),
+    ]
 
     acc = StreamAccumulator()
     for event in events:

@@ -27,7 +27,13 @@ def test_message_dict_and_list_shapes() -> None:
             {"role": "system", "content": "Be brief."},
             "Hi",
             Message.assistant("Hello!"),
-            {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                ],
+            },
         ]
     )
     assert [m.role for m in msgs] == ["system", "user", "assistant", "user"]
@@ -39,7 +45,13 @@ def test_openai_tool_call_shapes_round_trip() -> None:
     data = {
         "role": "assistant",
         "content": None,
-        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}],
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "add", "arguments": '{"a": 1}'},
+            }
+        ],
     }
     msg = normalize_messages(data)[0]
     assert msg.tool_calls == [ToolCall(id="call_1", name="add", arguments='{"a": 1}')]
@@ -60,7 +72,14 @@ def test_openai_tool_call_shapes_round_trip() -> None:
         ({"role": "tool", "content": "x"}, "tool_call_id"),
         ({"role": "user", "content": "x", "colour": "red"}, "colour"),
         (["ok", 3.5], "position 1"),
-        ({"role": "user", "content": "x", "tool_calls": [{"id": "1", "function": {"name": "f"}}]}, "only 'assistant'"),
+        (
+            {
+                "role": "user",
+                "content": "x",
+                "tool_calls": [{"id": "1", "function": {"name": "f"}}],
+            },
+            "only 'assistant'",
+        ),
     ],
 )
 def test_bad_shapes_are_rejected_clearly(value: object, fragment: str) -> None:
@@ -148,8 +167,13 @@ def test_generation_params_track_what_was_given() -> None:
 
 
 def test_tool_coercion() -> None:
-    tool = Tool.coerce({"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}})
-    assert tool.to_openai() == {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    tool = Tool.coerce(
+        {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    )
+    assert tool.to_openai() == {
+        "type": "function",
+        "function": {"name": "add", "parameters": {"type": "object"}},
+    }
     with pytest.raises(InvalidInputError):
         Tool.coerce(3)
     with pytest.raises(InvalidInputError):

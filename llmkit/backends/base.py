@@ -75,7 +75,9 @@ class Backend(Protocol):
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
-def validate_options(settings_cls: type[SettingsT], backend: str, options: Mapping[str, Any]) -> SettingsT:
+def validate_options(
+    settings_cls: type[SettingsT], backend: str, options: Mapping[str, Any]
+) -> SettingsT:
     """Validate constructor options against a backend's settings model.
 
     The error names the offending option, the value given and, for unknown options, the

@@ -61,7 +61,10 @@ class Reply:
     _calls: list[ToolCall] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._calls = [tc if isinstance(tc, ToolCall) else ToolCall.model_validate(tc) for tc in self.tool_calls]
+        self._calls = [
+            tc if isinstance(tc, ToolCall) else ToolCall.model_validate(tc)
+            for tc in self.tool_calls
+        ]
 
     def response(self, model: str, backend: str) -> ChatResponse:
         return ChatResponse(
@@ -83,12 +86,19 @@ class Reply:
             # Arguments arrive in fragments, as real providers send them.
             args = call.arguments
             half = len(args) // 2
-            events.append(ToolCallDelta(index=index, id=call.id, name=call.name, arguments=args[:half]))
+            events.append(
+                ToolCallDelta(index=index, id=call.id, name=call.name, arguments=args[:half])
+            )
             if args[half:]:
                 events.append(ToolCallDelta(index=index, arguments=args[half:]))
         if self.usage is not None:
             events.append(UsageEvent(usage=self.usage))
-        events.append(FinishEvent(finish_reason=self.finish_reason or ("tool_calls" if self._calls else "stop"), model=model))
+        events.append(
+            FinishEvent(
+                finish_reason=self.finish_reason or ("tool_calls" if self._calls else "stop"),
+                model=model,
+            )
+        )
         return events
 
 
@@ -121,7 +131,9 @@ class FakeBackend(BaseBackend):
     """
 
     name: ClassVar[str] = "fake"
-    capabilities = Capabilities(streaming=True, tools=True, structured_output=False, completion=True)
+    capabilities = Capabilities(
+        streaming=True, tools=True, structured_output=False, completion=True
+    )
 
     def __init__(
         self,
@@ -169,13 +181,17 @@ class FakeBackend(BaseBackend):
             return item
         raise ConfigError(f"FakeBackend cannot use script item {item!r}")
 
-    def _wait(self, seconds: float, request: ChatRequest | CompletionRequest, budget: float) -> None:
+    def _wait(
+        self, seconds: float, request: ChatRequest | CompletionRequest, budget: float
+    ) -> None:
         if seconds <= 0:
             return
         if seconds > budget:
             # Simulate a transport's timeout firing: wait out the budget, then fail.
             self._sleep(budget)
-            raise TimeoutError("fake backend stalled past the time budget", backend=self.name, model=self.model)
+            raise TimeoutError(
+                "fake backend stalled past the time budget", backend=self.name, model=self.model
+            )
         self._sleep(seconds)
 
     def chat(self, request: ChatRequest) -> ChatResponse:
@@ -265,7 +281,13 @@ class FunctionBackend(FakeBackend):
 
     name: ClassVar[str] = "function"
 
-    def __init__(self, function: Callable[[ChatRequest | CompletionRequest], Any], *, model: str = "function-model", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        function: Callable[[ChatRequest | CompletionRequest], Any],
+        *,
+        model: str = "function-model",
+        **kwargs: Any,
+    ) -> None:
         super().__init__([function], model=model, **kwargs)
 
 
