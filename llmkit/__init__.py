@@ -11,51 +11,123 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import errors
-from .client import AsyncClient, AsyncStream, Client, Stream
-from .errors import (
-    AuthenticationError,
-    BackendUnavailable,
-    BadRequestError,
-    ConfigError,
-    ConflictError,
-    ContextLengthError,
-    InvalidInputError,
-    LLMError,
-    NotFoundError,
-    OutputValidationError,
-    PermissionDeniedError,
-    PromptError,
-    ProtocolError,
-    ProviderError,
-    RateLimitError,
-    ServerError,
-    UnknownBackendError,
-    UnsupportedFeatureError,
+from typing import TYPE_CHECKING, Any
+
+# Names are imported on first use (PEP 562), so `import llmkit` costs almost nothing and
+# never pulls in pydantic models, httpx, or any backend's dependencies until they are needed.
+_LAZY: dict[str, str] = {
+    "AsyncClient": "client",
+    "AsyncStream": "client",
+    "Client": "client",
+    "Stream": "client",
+    "Example": "prompts",
+    "Prompt": "prompts",
+    "RetryPolicy": "retry",
+    "Timeout": "timeouts",
+    "available_backends": "registry",
+    "register_backend": "registry",
+    "NOT_GIVEN": "types",
+    "ChatResponse": "types",
+    "FinishEvent": "types",
+    "Message": "types",
+    "StreamEvent": "types",
+    "TextDelta": "types",
+    "Tool": "types",
+    "ToolCall": "types",
+    "ToolCallDelta": "types",
+    "Usage": "types",
+    "UsageEvent": "types",
+}
+_ERRORS = (
+    "AuthenticationError",
+    "BackendUnavailable",
+    "BadRequestError",
+    "ConfigError",
+    "ConflictError",
+    "ConnectionError",
+    "ContextLengthError",
+    "InvalidInputError",
+    "LLMError",
+    "NotFoundError",
+    "OutputValidationError",
+    "PermissionDeniedError",
+    "PromptError",
+    "ProtocolError",
+    "ProviderError",
+    "RateLimitError",
+    "ServerError",
+    "TimeoutError",
+    "UnknownBackendError",
+    "UnsupportedFeatureError",
 )
-from .errors import (
-    ConnectionError as ConnectionError,  # not in __all__: see below
-)
-from .errors import (
-    TimeoutError as TimeoutError,  # not in __all__: see below
-)
-from .prompts import Example, Prompt
-from .registry import available_backends, register_backend
-from .retry import RetryPolicy
-from .timeouts import Timeout
-from .types import (
-    NOT_GIVEN,
-    ChatResponse,
-    FinishEvent,
-    Message,
-    StreamEvent,
-    TextDelta,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    UsageEvent,
-)
+_LAZY.update(dict.fromkeys(_ERRORS, "errors"))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "errors":
+        import importlib
+
+        return importlib.import_module(".errors", __name__)
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'llmkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "errors"})
+
+
+if TYPE_CHECKING:
+    from . import errors
+    from .client import AsyncClient, AsyncStream, Client, Stream
+    from .errors import (
+        AuthenticationError,
+        BackendUnavailable,
+        BadRequestError,
+        ConfigError,
+        ConflictError,
+        ContextLengthError,
+        InvalidInputError,
+        LLMError,
+        NotFoundError,
+        OutputValidationError,
+        PermissionDeniedError,
+        PromptError,
+        ProtocolError,
+        ProviderError,
+        RateLimitError,
+        ServerError,
+        UnknownBackendError,
+        UnsupportedFeatureError,
+    )
+    from .errors import (
+        ConnectionError as ConnectionError,
+    )
+    from .errors import (
+        TimeoutError as TimeoutError,
+    )
+    from .prompts import Example, Prompt
+    from .registry import available_backends, register_backend
+    from .retry import RetryPolicy
+    from .timeouts import Timeout
+    from .types import (
+        NOT_GIVEN,
+        ChatResponse,
+        FinishEvent,
+        Message,
+        StreamEvent,
+        TextDelta,
+        Tool,
+        ToolCall,
+        ToolCallDelta,
+        Usage,
+        UsageEvent,
+    )
 
 # llmkit.TimeoutError / ConnectionError are importable, but kept out of __all__ so that
 # `from llmkit import *` never shadows the builtins of the same names.

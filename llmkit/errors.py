@@ -38,7 +38,6 @@ helpers below run every provider-supplied text through :func:`redact`.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 import time
@@ -308,6 +307,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # only needed for the rare HTTP-date form; keeps import llmkit light
+
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

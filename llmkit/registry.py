@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from .errors import BackendUnavailable, UnknownBackendError
@@ -59,6 +58,8 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    from importlib import metadata  # scanning installed distributions is slow; only on demand
+
     for ep in metadata.entry_points(group=_ENTRY_POINT_GROUP):
         if ep.name not in _BUILTINS and ep.name not in _registered:
             _registered[ep.name] = BackendInfo(ep.name, ep.value)

