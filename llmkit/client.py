@@ -36,6 +36,7 @@ from .registry import get_backend_class
 from .retry import RetryPolicy
 from .streaming import StreamAccumulator
 from .timeouts import DEFAULT_TIMEOUT, Timeout, TimeoutInput
+from .tools import ToolBox, aexecute, execute
 from .types import (
     NOT_GIVEN,
     ChatRequest,
@@ -316,12 +317,7 @@ class _ClientCore:
     ) -> _Call:
         if self._closed:
             raise ConfigError("this client is closed; create a new one")
-        if isinstance(messages, Prompt):
-            rendered = messages.render(None if isinstance(variables, NotGiven) else variables)
-        elif not isinstance(variables, NotGiven):
-            raise InvalidInputError("variables= is only used with a llmkit.Prompt input")
-        else:
-            rendered = normalize_messages(messages)
+        rendered = self._conversation(messages, variables)
         system_text = self._system if isinstance(system, NotGiven) else system
         if system_text:
             rendered = [Message(role="system", content=system_text), *rendered]
@@ -345,6 +341,14 @@ class _ClientCore:
             response_model=model_cls,
             reasks_left=DEFAULT_STRUCTURED_REASKS if model_cls is not None else 0,
         )
+
+    @staticmethod
+    def _conversation(messages: ChatInput, variables: Any) -> list[Message]:
+        if isinstance(messages, Prompt):
+            return messages.render(None if isinstance(variables, NotGiven) else variables)
+        if not isinstance(variables, NotGiven):
+            raise InvalidInputError("variables= is only used with a llmkit.Prompt input")
+        return normalize_messages(messages)
 
     def _prepare_complete(
         self, prompt: str, *, timeout: Any, given: Mapping[str, Any], extra: Mapping[str, Any]
@@ -614,6 +618,35 @@ class Client(_ClientCore):
         )
         response, target = self._run(call, lambda b, r: b.complete(r))
         return self._finish(response, call, target)
+
+    def run_tools(
+        self,
+        messages: ChatInput,
+        tools: Sequence[Any],
+        *,
+        max_turns: int = 8,
+        variables: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        **chat_options: Any,
+    ) -> ChatResponse:
+        """Chat, run the tools the model calls, send their results back, and repeat until the
+        model answers without calling a tool (at most ``max_turns`` model calls).
+
+        ``tools`` are Python functions, pydantic models or :class:`~llmkit.Tool` objects
+        built from them. A tool that raises, or is called with invalid arguments, sends the
+        error text back to the model. If the model still calls tools on the last turn, that
+        response is returned as it is (check ``response.tool_calls``).
+        """
+        box = ToolBox(tools)
+        conversation = self._conversation(messages, variables)
+        response: ChatResponse | None = None
+        for _ in range(max(1, max_turns)):
+            response = self.chat(conversation, tools=box.tools, **chat_options)
+            if not response.tool_calls:
+                return response
+            conversation = [*conversation, response.message]
+            conversation += [execute(call, box.by_name) for call in response.tool_calls]
+        assert response is not None
+        return response
 
 
 def _open_stream(backend: Backend, request: Any) -> tuple[Iterator[Any], Any]:
@@ -948,6 +981,31 @@ class AsyncClient(_ClientCore):
         )
         response, target = await self._run(call, lambda b, r: b.acomplete(r))
         return self._finish(response, call, target)
+
+    async def run_tools(
+        self,
+        messages: ChatInput,
+        tools: Sequence[Any],
+        *,
+        max_turns: int = 8,
+        variables: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        **chat_options: Any,
+    ) -> ChatResponse:
+        """The async tool loop (see :meth:`Client.run_tools`); the calls of one turn run
+        concurrently (coroutine tools awaited, plain functions in worker threads)."""
+        box = ToolBox(tools)
+        conversation = self._conversation(messages, variables)
+        response: ChatResponse | None = None
+        for _ in range(max(1, max_turns)):
+            response = await self.chat(conversation, tools=box.tools, **chat_options)
+            if not response.tool_calls:
+                return response
+            results = await asyncio.gather(
+                *(aexecute(call, box.by_name) for call in response.tool_calls)
+            )
+            conversation = [*conversation, response.message, *results]
+        assert response is not None
+        return response
 
 
 class AsyncStream(_StreamState[AsyncIterator[Any]]):

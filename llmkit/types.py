@@ -15,7 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InvalidInputError, ProtocolError
 from .timeouts import Timeout
@@ -254,12 +262,24 @@ class Tool(BaseModel):
     description: str | None = None
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
+    # Set for tools built from Python callables (llmkit.tools), so they can be run.
+    _function: Any = PrivateAttr(default=None)
+    _arguments: Any = PrivateAttr(default=None)
 
     @classmethod
     def coerce(cls, value: Any) -> Tool:
-        """Accept a :class:`Tool`, an OpenAI tool dict, or a plain tool-definition dict."""
+        """Accept a :class:`Tool`, an OpenAI tool dict, a plain tool-definition dict, a Python
+        function (its signature and docstring become the schema) or a pydantic model class."""
         if isinstance(value, Tool):
             return value
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            from .tools import tool_from_model
+
+            return tool_from_model(value)
+        if callable(value) and not isinstance(value, type):
+            from .tools import tool_from_function
+
+            return tool_from_function(value)
         if isinstance(value, Mapping):
             data = dict(value)
             if data.get("type") == "function" and "function" in data:
