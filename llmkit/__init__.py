@@ -19,6 +19,7 @@ _LAZY: dict[str, str] = {
     "AsyncClient": "client",
     "AsyncStream": "client",
     "Client": "client",
+    "Hooks": "client",
     "Stream": "client",
     "Example": "prompts",
     "Prompt": "prompts",
@@ -84,7 +85,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from . import errors
-    from .client import AsyncClient, AsyncStream, Client, Stream
+    from .client import AsyncClient, AsyncStream, Client, Hooks, Stream
     from .errors import (
         AuthenticationError,
         BackendUnavailable,
@@ -145,6 +146,7 @@ __all__ = [
     "ContextLengthError",
     "Example",
     "FinishEvent",
+    "Hooks",
     "InvalidInputError",
     "LLMError",
     "Message",

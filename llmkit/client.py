@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +52,7 @@ from .types import (
     normalize_messages,
 )
 
-__all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
+__all__ = ["AsyncClient", "AsyncStream", "Client", "Hooks", "Stream"]
 
 logger = logging.getLogger("llmkit")
 
@@ -58,9 +60,27 @@ ChatInput = Union[str, Message, Mapping[str, Any], Sequence[Any], Prompt]
 T = TypeVar("T")
 
 _PARAM_NAMES = frozenset(GenerationParams.model_fields)
+# Requests in flight per client. Past a few hundred, httpx's pool spends more time managing
+# waiters than sending; a cap in front of it keeps latency flat under bursts.
+DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_RETRY = RetryPolicy()
 # How many times a reply that fails response_model validation is re-asked before giving up.
 DEFAULT_STRUCTURED_REASKS = 2
+
+
+@dataclass
+class Hooks:
+    """Callbacks for observability; each is optional and must not raise.
+
+    ``on_request(request)`` before every attempt, ``on_retry(error, attempt)`` before a retry
+    sleeps, ``on_response(response)`` when a call succeeds, ``on_error(error)`` when a call
+    finally fails (after retries and fallbacks).
+    """
+
+    on_request: Callable[[ChatRequest | CompletionRequest], None] | None = None
+    on_response: Callable[[ChatResponse], None] | None = None
+    on_retry: Callable[[BaseException, int], None] | None = None
+    on_error: Callable[[BaseException], None] | None = None
 
 
 @dataclass
@@ -93,6 +113,23 @@ class _Call:
 
     def prompt_text(self) -> str:
         return self.prompt if self.kind == "complete" else "\n".join(m.text for m in self.messages)
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def total_timeout(self, target: _Target) -> TimeoutError:
+        return TimeoutError(
+            f"no answer within the total timeout of {self.timeout.total:g}s",
+            backend=target.backend.name,
+            model=target.backend.model,
+        )
+
+    def queue_timeout(self, target: _Target) -> TimeoutError:
+        return TimeoutError(
+            "timed out waiting for a free request slot (max_concurrency reached)",
+            backend=target.backend.name,
+            model=target.backend.model,
+        )
 
     def check_deadline(self, target: _Target) -> None:
         if time.monotonic() >= self.deadline:
@@ -158,9 +195,20 @@ class _ClientCore:
         retry: RetryPolicy | None = None,
         fallbacks: Sequence[str | _ClientCore] = (),
         system: str | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        hooks: Hooks | None = None,
         **options: Any,
     ) -> None:
         self._closed = False
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigError(
+                f"max_concurrency must be a positive integer, got {max_concurrency!r}"
+            )
+        self._max_concurrency = max_concurrency
+        self._hooks = hooks or Hooks()
+        self._usage_lock = threading.Lock()
+        self._usage_totals: dict[str, Usage] = {}
+        self._setup_concurrency()
         if model is not None and backend is not None:
             raise ConfigError("pass either a model spec or backend=..., not both")
         if model is None and backend is None:
@@ -176,6 +224,8 @@ class _ClientCore:
                         "timeout": timeout,
                         "retry": retry,
                         "system": system,
+                        "max_concurrency": max_concurrency,
+                        "hooks": hooks,
                         **options,
                     },
                 )
@@ -208,6 +258,9 @@ class _ClientCore:
         self._targets = [primary, *self._fallback_targets(fallbacks)]
 
     # -- construction helpers ------------------------------------------------------------
+
+    def _setup_concurrency(self) -> None:
+        raise NotImplementedError  # the sync and async shells each bring their own primitive
 
     def _init_from_profile(
         self,
@@ -271,6 +324,30 @@ class _ClientCore:
     @property
     def model(self) -> str:
         return self._targets[0].backend.model
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens used by every call this client made so far (all backends together)."""
+        with self._usage_lock:
+            return sum(self._usage_totals.values(), Usage())
+
+    @property
+    def usage_by_backend(self) -> dict[str, Usage]:
+        """Running token totals per backend spec (``"openai:gpt-4o-mini"``, ...)."""
+        with self._usage_lock:
+            return dict(self._usage_totals)
+
+    def cost(self, prices: Mapping[str, tuple[float, float]]) -> float:
+        """What the tokens used so far cost, given ``prices``: backend spec (or model name) →
+        ``(input price, output price)`` per million tokens. Unpriced backends raise
+        :class:`ConfigError` rather than silently counting as free."""
+        total = 0.0
+        for spec, usage in self.usage_by_backend.items():
+            price = prices.get(spec) or prices.get(spec.partition(":")[2])
+            if price is None:
+                raise ConfigError(f"no price for {spec!r}; add it to the price table")
+            total += usage.prompt_tokens * price[0] / 1e6 + usage.completion_tokens * price[1] / 1e6
+        return total
 
     def __repr__(self) -> str:
         fallbacks = [_spec_label(t.backend) for t in self._targets[1:]]
@@ -380,6 +457,13 @@ class _ClientCore:
         if usage.estimated and usage.total_tokens == 0:
             completion = response.text + "".join(tc.arguments for tc in response.tool_calls)
             response.usage = Usage.estimate(call.prompt_text(), completion)
+        with self._usage_lock:
+            previous = self._usage_totals.get(response.backend)
+            self._usage_totals[response.backend] = (
+                response.usage if previous is None else previous + response.usage
+            )
+        if self._hooks.on_response is not None:
+            self._hooks.on_response(response)
         logger.info(
             "llm call backend=%s model=%s latency=%.3fs prompt_tokens=%d completion_tokens=%d attempts=%d",
             response.backend,
@@ -418,6 +502,24 @@ class _ClientCore:
             reasks_left=call.reasks_left - 1,
         )
 
+    def _before_attempt(self, request: ChatRequest | CompletionRequest) -> None:
+        if self._hooks.on_request is not None:
+            self._hooks.on_request(request)
+
+    def _after_failure(self, error: BaseException) -> None:
+        if self._hooks.on_error is not None:
+            self._hooks.on_error(error)
+
+    def _retry_hook(self) -> Callable[[Any], None] | None:
+        hook = self._hooks.on_retry
+        if hook is None:
+            return None
+
+        def on_retry(state: Any) -> None:
+            hook(state.outcome.exception(), state.attempt_number)
+
+        return on_retry
+
     def _should_fall_back(self, error: LLMError, index: int) -> bool:
         if index + 1 >= len(self._targets) or not error.retryable:
             return False
@@ -428,6 +530,31 @@ class _ClientCore:
             _spec_label(self._targets[index + 1].backend),
         )
         return True
+
+
+class _Progress:
+    """A tiny stderr counter for batches (no dependency; silent unless stderr is a tty)."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        import sys
+
+        self._stream = sys.stderr
+        self.enabled = self._stream.isatty() if enabled is None else enabled
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def step(self) -> None:
+        with self._lock:
+            self.done += 1
+            if self.enabled:
+                self._stream.write(f"\rllmkit batch: {self.done}/{self.total}")
+                self._stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._stream.write("\n")
+            self._stream.flush()
 
 
 def _given(**kwargs: Any) -> dict[str, Any]:
@@ -483,21 +610,34 @@ class Client(_ClientCore):
         """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
         return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
 
+    def _setup_concurrency(self) -> None:
+        self._slots = threading.BoundedSemaphore(self._max_concurrency)
+
     def _run(self, call: _Call, op: Callable[[Backend, Any], T]) -> tuple[T, _Target]:
         """One logical call: retries per target, then fallbacks in order."""
-        for index, target in enumerate(self._targets):
-            request = call.request_for(target)
-            policy = target.retry
-            deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
-            try:
-                for attempt in policy.retrying(deadline=deadline):
-                    with attempt:
-                        call.attempts += 1
-                        call.check_deadline(target)
-                        return op(target.backend, request), target
-            except LLMError as error:
-                if not self._should_fall_back(error, index):
-                    raise
+        try:
+            for index, target in enumerate(self._targets):
+                request = call.request_for(target)
+                policy = target.retry
+                deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
+                try:
+                    for attempt in policy.retrying(deadline=deadline, on_retry=self._retry_hook()):
+                        with attempt:
+                            call.attempts += 1
+                            call.check_deadline(target)
+                            self._before_attempt(request)
+                            if not self._slots.acquire(timeout=call.seconds_left()):
+                                raise call.queue_timeout(target)
+                            try:
+                                return op(target.backend, request), target
+                            finally:
+                                self._slots.release()
+                except LLMError as error:
+                    if not self._should_fall_back(error, index):
+                        raise
+        except BaseException as error:
+            self._after_failure(error)
+            raise
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
 
     def chat(
@@ -618,6 +758,49 @@ class Client(_ClientCore):
         )
         response, target = self._run(call, lambda b, r: b.complete(r))
         return self._finish(response, call, target)
+
+    def batch(
+        self,
+        inputs: Sequence[ChatInput],
+        *,
+        concurrency: int = 8,
+        return_exceptions: bool = False,
+        progress: bool | None = None,
+        **chat_options: Any,
+    ) -> list[Any]:
+        """Answer many inputs, ``concurrency`` at a time, in input order.
+
+        With ``return_exceptions=True`` a failed item holds its :class:`LLMError` instead of
+        failing the whole batch. ``progress`` shows a counter on stderr (default: when stderr
+        is a terminal). ``chat_options`` apply to every item.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        tracker = _Progress(len(inputs), progress)
+        results: list[Any] = [None] * len(inputs)
+
+        def one(index: int) -> None:
+            try:
+                results[index] = self.chat(inputs[index], **chat_options)
+            except LLMError as error:
+                if not return_exceptions:
+                    raise
+                results[index] = error
+            finally:
+                tracker.step()
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = [pool.submit(one, i) for i in range(len(inputs))]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            finally:
+                tracker.close()
+        return results
 
     def run_tools(
         self,
@@ -841,36 +1024,54 @@ class AsyncClient(_ClientCore):
         """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
         return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
 
+    def _setup_concurrency(self) -> None:
+        # asyncio primitives belong to one event loop; made on first use in each loop.
+        self._slots_by_loop: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def _async_slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slots = self._slots_by_loop.get(loop)
+        if slots is None:
+            for old in [lp for lp in self._slots_by_loop if lp.is_closed()]:
+                del self._slots_by_loop[old]
+            slots = self._slots_by_loop[loop] = asyncio.Semaphore(self._max_concurrency)
+        return slots
+
     async def _run(
         self, call: _Call, op: Callable[[Backend, Any], Awaitable[T]]
     ) -> tuple[T, _Target]:
-        for index, target in enumerate(self._targets):
-            request = call.request_for(target)
-            policy = target.retry
-            deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
-            try:
-                async for attempt in policy.async_retrying(deadline=deadline):
-                    with attempt:
-                        call.attempts += 1
-                        call.check_deadline(target)
-                        remaining = max(0.0, call.deadline - time.monotonic())
-                        bound_target = target
-
-                        def timed_out(t: _Target = bound_target) -> LLMError:
-                            return TimeoutError(
-                                f"no answer within the total timeout of {call.timeout.total:g}s",
-                                backend=t.backend.name,
-                                model=t.backend.model,
+        try:
+            for index, target in enumerate(self._targets):
+                request = call.request_for(target)
+                policy = target.retry
+                deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
+                try:
+                    async for attempt in policy.async_retrying(
+                        deadline=deadline, on_retry=self._retry_hook()
+                    ):
+                        with attempt:
+                            call.attempts += 1
+                            call.check_deadline(target)
+                            self._before_attempt(request)
+                            result = await _with_budget(
+                                self._attempt(op, target, request),
+                                call.seconds_left(),
+                                functools.partial(call.total_timeout, target),
                             )
-
-                        result = await _with_budget(
-                            op(target.backend, request), remaining, timed_out
-                        )
-                        return result, target
-            except LLMError as error:
-                if not self._should_fall_back(error, index):
-                    raise
+                            return result, target
+                except LLMError as error:
+                    if not self._should_fall_back(error, index):
+                        raise
+        except BaseException as error:
+            self._after_failure(error)
+            raise
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
+
+    async def _attempt(
+        self, op: Callable[[Backend, Any], Awaitable[T]], target: _Target, request: Any
+    ) -> T:
+        async with self._async_slots():
+            return await op(target.backend, request)
 
     async def chat(
         self,
@@ -981,6 +1182,42 @@ class AsyncClient(_ClientCore):
         )
         response, target = await self._run(call, lambda b, r: b.acomplete(r))
         return self._finish(response, call, target)
+
+    async def batch(
+        self,
+        inputs: Sequence[ChatInput],
+        *,
+        concurrency: int = 8,
+        return_exceptions: bool = False,
+        progress: bool | None = None,
+        **chat_options: Any,
+    ) -> list[Any]:
+        """Answer many inputs, ``concurrency`` at a time, in input order (see
+        :meth:`Client.batch`)."""
+        tracker = _Progress(len(inputs), progress)
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(item: ChatInput) -> Any:
+            async with gate:
+                try:
+                    return await self.chat(item, **chat_options)
+                except LLMError as error:
+                    if not return_exceptions:
+                        raise
+                    return error
+                finally:
+                    tracker.step()
+
+        tasks = [asyncio.ensure_future(one(item)) for item in inputs]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            tracker.close()
 
     async def run_tools(
         self,

@@ -343,3 +343,115 @@ def test_sync_client_creates_no_event_loop(monkeypatch: pytest.MonkeyPatch) -> N
         with client.stream("q") as s:
             assert "".join(e.text for e in s) == "x y"
         assert client.complete("q").text == "x y"
+
+
+def test_batch_preserves_order_and_collects_errors(driver) -> None:
+    from llmkit import BadRequestError
+
+    def answer(request):
+        text = request.messages[-1].text
+        if text == "bad":
+            raise BadRequestError("bad item")
+        return Reply(text.upper())
+
+    fake = FakeBackend([answer])
+    inputs = ["a", "b", "bad", "c", "d"]
+    if driver.is_async:
+        results = asyncio.run(
+            AsyncClient(backend=fake).batch(inputs, concurrency=3, return_exceptions=True)
+        )
+    else:
+        results = Client(backend=fake).batch(inputs, concurrency=3, return_exceptions=True)
+    assert [r.text if not isinstance(r, Exception) else "ERR" for r in results] == [
+        "A",
+        "B",
+        "ERR",
+        "C",
+        "D",
+    ]
+    assert isinstance(results[2], BadRequestError)
+    with pytest.raises(BadRequestError):
+        if driver.is_async:
+            asyncio.run(AsyncClient(backend=fake).batch(inputs, concurrency=2))
+        else:
+            Client(backend=fake).batch(inputs, concurrency=2)
+
+
+def test_async_backend_sees_at_most_max_concurrency_requests() -> None:
+    state = {"now": 0, "peak": 0}
+
+    class Counting(FakeBackend):
+        async def achat(self, request):
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            try:
+                await asyncio.sleep(0.01)
+                return await super().achat(request)
+            finally:
+                state["now"] -= 1
+
+    async def go() -> None:
+        async with AsyncClient(backend=Counting(["ok"]), max_concurrency=3) as c:
+            await c.batch([str(i) for i in range(20)], concurrency=20)
+
+    asyncio.run(go())
+    assert state["peak"] == 3
+
+
+def test_backend_sees_at_most_max_concurrency_requests() -> None:
+    import threading
+    import time as _time
+
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def answer(request):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        _time.sleep(0.02)
+        with lock:
+            state["now"] -= 1
+        return Reply("ok")
+
+    client = Client(backend=FakeBackend([answer]), max_concurrency=2)
+    client.batch([str(i) for i in range(10)], concurrency=10)
+    assert state["peak"] == 2
+
+
+def test_hooks_usage_totals_and_cost(driver) -> None:
+    seen: dict[str, list] = {"request": [], "response": [], "retry": [], "error": []}
+    from llmkit import Hooks
+
+    hooks = Hooks(
+        on_request=lambda r: seen["request"].append(r),
+        on_response=lambda r: seen["response"].append(r.text),
+        on_retry=lambda e, n: seen["retry"].append((type(e).__name__, n)),
+        on_error=lambda e: seen["error"].append(type(e).__name__),
+    )
+    usage = Usage(prompt_tokens=1000, completion_tokens=500)
+    fake = FakeBackend([RateLimitError("busy"), Reply("ok", usage=usage), ServerError("down")])
+    kwargs = {"backend": fake, "hooks": hooks, "retry": instant_retry(RetryPolicy(max_attempts=2))}
+    if driver.is_async:
+
+        async def go():
+            async with AsyncClient(**kwargs) as c:
+                await c.chat("q")
+                with pytest.raises(ServerError):
+                    await c.chat("q")
+                return c
+
+        client = asyncio.run(go())
+    else:
+        client = Client(**kwargs)
+        client.chat("q")
+        with pytest.raises(ServerError):
+            client.chat("q")
+    assert len(seen["request"]) == 4
+    assert seen["response"] == ["ok"]
+    assert seen["retry"] == [("RateLimitError", 1), ("ServerError", 1)]
+    assert seen["error"] == ["ServerError"]
+    assert client.usage == Usage(prompt_tokens=1000, completion_tokens=500)
+    assert client.cost({"fake-model": (2.0, 10.0)}) == pytest.approx(0.002 + 0.005)
+    with pytest.raises(ConfigError, match="no price"):
+        client.cost({})

@@ -21,6 +21,7 @@ EXPECTED = [
     "ContextLengthError",
     "Example",
     "FinishEvent",
+    "Hooks",
     "InvalidInputError",
     "LLMError",
     "Message",
