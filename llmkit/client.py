@@ -14,8 +14,10 @@ import dataclasses
 import functools
 import logging
 import os
+import sys
 import threading
 import time
+from builtins import TimeoutError as TimeoutError_
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, Union
@@ -106,6 +108,7 @@ class _Call:
     response_model: type[BaseModel] | None = None
     reasks_left: int = 0
     attempts: int = field(default=0)
+    _first_failure: LLMError | None = field(default=None, repr=False)
 
     @property
     def deadline(self) -> float:
@@ -113,6 +116,36 @@ class _Call:
 
     def prompt_text(self) -> str:
         return self.prompt if self.kind == "complete" else "\n".join(m.text for m in self.messages)
+
+    def _policy_deadline(self, policy: RetryPolicy) -> float:
+        # The policy may run on an injected clock; translate the call's deadline onto it.
+        return policy.clock() + self.seconds_left()
+
+    def retry_controller(
+        self, target: _Target, first_failure: LLMError, on_retry: Callable[[Any], None] | None
+    ) -> Any:
+        """A tenacity controller whose first attempt replays ``first_failure`` (the attempt
+        the fast path already made), so attempt counting and backoff stay exact."""
+        self._first_failure = first_failure
+        self.attempts -= 1  # the replay is not a new attempt
+        return target.retry.retrying(
+            deadline=self._policy_deadline(target.retry), on_retry=on_retry
+        )
+
+    def async_retry_controller(
+        self, target: _Target, first_failure: LLMError, on_retry: Callable[[Any], None] | None
+    ) -> Any:
+        self._first_failure = first_failure
+        self.attempts -= 1
+        return target.retry.async_retrying(
+            deadline=self._policy_deadline(target.retry), on_retry=on_retry
+        )
+
+    def replay_first_failure(self) -> None:
+        error, self._first_failure = self._first_failure, None
+        if error is not None:
+            self.attempts += 1
+            raise error
 
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -618,20 +651,18 @@ class Client(_ClientCore):
         try:
             for index, target in enumerate(self._targets):
                 request = call.request_for(target)
-                policy = target.retry
-                deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
                 try:
-                    for attempt in policy.retrying(deadline=deadline, on_retry=self._retry_hook()):
+                    # Fast path: the first attempt needs no retry machinery.
+                    try:
+                        return self._attempt(call, target, request, op), target
+                    except LLMError as error:
+                        if not error.retryable or target.retry.max_attempts < 2:
+                            raise
+                        first_failure = error
+                    for attempt in call.retry_controller(target, first_failure, self._retry_hook()):
                         with attempt:
-                            call.attempts += 1
-                            call.check_deadline(target)
-                            self._before_attempt(request)
-                            if not self._slots.acquire(timeout=call.seconds_left()):
-                                raise call.queue_timeout(target)
-                            try:
-                                return op(target.backend, request), target
-                            finally:
-                                self._slots.release()
+                            call.replay_first_failure()
+                            return self._attempt(call, target, request, op), target
                 except LLMError as error:
                     if not self._should_fall_back(error, index):
                         raise
@@ -639,6 +670,19 @@ class Client(_ClientCore):
             self._after_failure(error)
             raise
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
+
+    def _attempt(
+        self, call: _Call, target: _Target, request: Any, op: Callable[[Backend, Any], T]
+    ) -> T:
+        call.attempts += 1
+        call.check_deadline(target)
+        self._before_attempt(request)
+        if not self._slots.acquire(timeout=call.seconds_left()):
+            raise call.queue_timeout(target)
+        try:
+            return op(target.backend, request)
+        finally:
+            self._slots.release()
 
     def chat(
         self,
@@ -988,7 +1032,14 @@ class Stream(_StreamState[Iterator[Any]]):
 
 
 async def _with_budget(awaitable: Awaitable[T], seconds: float, error: Callable[[], LLMError]) -> T:
-    try:
+    if sys.version_info >= (3, 11):
+        # asyncio.timeout cancels in place; wait_for would wrap every call in a new Task.
+        try:
+            async with asyncio.timeout(seconds):
+                return await awaitable
+        except TimeoutError_:
+            raise error() from None
+    try:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(awaitable, timeout=seconds)
     except asyncio.TimeoutError:
         raise error() from None
@@ -1043,22 +1094,19 @@ class AsyncClient(_ClientCore):
         try:
             for index, target in enumerate(self._targets):
                 request = call.request_for(target)
-                policy = target.retry
-                deadline = policy.clock() + max(0.0, call.deadline - time.monotonic())
                 try:
-                    async for attempt in policy.async_retrying(
-                        deadline=deadline, on_retry=self._retry_hook()
+                    try:  # fast path, as in Client._run
+                        return await self._attempt(call, target, request, op), target
+                    except LLMError as error:
+                        if not error.retryable or target.retry.max_attempts < 2:
+                            raise
+                        first_failure = error
+                    async for attempt in call.async_retry_controller(
+                        target, first_failure, self._retry_hook()
                     ):
                         with attempt:
-                            call.attempts += 1
-                            call.check_deadline(target)
-                            self._before_attempt(request)
-                            result = await _with_budget(
-                                self._attempt(op, target, request),
-                                call.seconds_left(),
-                                functools.partial(call.total_timeout, target),
-                            )
-                            return result, target
+                            call.replay_first_failure()
+                            return await self._attempt(call, target, request, op), target
                 except LLMError as error:
                     if not self._should_fall_back(error, index):
                         raise
@@ -1068,10 +1116,23 @@ class AsyncClient(_ClientCore):
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
 
     async def _attempt(
-        self, op: Callable[[Backend, Any], Awaitable[T]], target: _Target, request: Any
+        self,
+        call: _Call,
+        target: _Target,
+        request: Any,
+        op: Callable[[Backend, Any], Awaitable[T]],
     ) -> T:
-        async with self._async_slots():
-            return await op(target.backend, request)
+        call.attempts += 1
+        call.check_deadline(target)
+        self._before_attempt(request)
+
+        async def guarded() -> T:
+            async with self._async_slots():
+                return await op(target.backend, request)
+
+        return await _with_budget(
+            guarded(), call.seconds_left(), functools.partial(call.total_timeout, target)
+        )
 
     async def chat(
         self,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
@@ -344,7 +344,8 @@ class Usage(BaseModel):
 
 
 def new_response_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+    # os.urandom is ~20x cheaper than uuid4() and this runs on every call.
+    return "chatcmpl-" + os.urandom(12).hex()
 
 
 class ChatResponse(BaseModel):
