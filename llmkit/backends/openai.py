@@ -1,0 +1,643 @@
+"""The ``openai`` and ``azure`` backends: the official ``openai`` SDK (2.x and 3.x), made safe.
+
+The SDK does what it is good at: building requests, authentication (API keys, Azure AD
+tokens), URLs (Azure deployments, any ``base_url``) and turning HTTP statuses into its
+exceptions. llmkit adds the rest:
+
+* the HTTP clients come from :mod:`llmkit._http` and are injected as ``http_client=``, so
+  pooling, timeouts and proxies behave as in every other llmkit backend (and respx sees every
+  request, even under openai 3.x, whose own default client is ``httpx2``);
+* the SDK's own retries are off (``max_retries=0``): llmkit's retry policy is the only one;
+* every failure is mapped to :mod:`llmkit.errors` at one point (:meth:`_OpenAIBase._map_error`),
+  with credentials scrubbed from the message *and* from the chained SDK exception;
+* responses are read as JSON and streams are decoded by llmkit's I/O-free decoders
+  (:class:`~llmkit._sse.SSEDecoder` and :class:`~llmkit.backends._openai_wire.ChunkDecoder`)
+  over the SDK's raw streaming response, which skips building a pydantic object per chunk.
+
+Every keyword the SDK's ``create()`` accepts is passed as a keyword (so the outgoing JSON is
+exactly what the SDK would send); anything else a caller passes goes into ``extra_body``.
+``ChatResponse.raw`` is the reply's decoded JSON (a dict in the OpenAI shape), the same
+portable form every llmkit backend gives.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, ClassVar, Literal
+
+import httpx
+import openai
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from .. import _http
+from .._sse import ServerSentEvent, SSEDecoder
+from ..errors import (
+    ConfigError,
+    ConnectionError,
+    InvalidInputError,
+    LLMError,
+    ProtocolError,
+    ProviderError,
+    ServerError,
+    TimeoutError,
+    error_from_status,
+    redact,
+)
+from ..timeouts import Timeout
+from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ._openai_wire import (
+    ChunkDecoder,
+    chat_payload,
+    completion_payload,
+    error_in_payload,
+    parse_chat_completion,
+    parse_completion,
+)
+from .base import BaseBackend, Capabilities, validate_options
+
+__all__ = ["AzureOpenAIBackend", "AzureOpenAISettings", "OpenAIBackend", "OpenAISettings"]
+
+MaxTokensParam = Literal["auto", "max_tokens", "max_completion_tokens"]
+
+# Reasoning models (o1, o3, o4-mini, gpt-5, ...) reject ``max_tokens`` and want
+# ``max_completion_tokens``; everything else, including most OpenAI-compatible servers, still
+# takes ``max_tokens``. A family pattern, not a list of model names, so it does not go stale.
+_REASONING_MODEL = re.compile(r"^(?:o\d|gpt-5)", re.IGNORECASE)
+
+# Keys llmkit itself sets per call; a caller's value for them is ignored rather than letting
+# it clash with the keyword llmkit passes.
+_RESERVED = frozenset({"timeout", "stream"})
+_EXTRA_KW = ("extra_headers", "extra_query", "extra_body")
+
+_NO_KEY_PLACEHOLDER = "EMPTY"  # what vLLM & co. document for servers that check no key
+
+
+def _sdk_params(fn: Callable[..., Any]) -> frozenset[str]:
+    """The keyword parameters an SDK ``create()`` accepts (they differ between SDK versions)."""
+    names = set(inspect.signature(fn).parameters) - {"self"}
+    return frozenset(names - _RESERVED - set(_EXTRA_KW))
+
+
+_CHAT_PARAMS = _sdk_params(openai.resources.chat.Completions.create)
+_COMPLETION_PARAMS = _sdk_params(openai.resources.Completions.create)
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+class _CommonSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    api_key: SecretStr | None = None
+    """The API key; falls back to the backend's environment variable."""
+    organization: str | None = None
+    """OpenAI organization id (``OpenAI-Organization`` header); SDK reads ``OPENAI_ORG_ID``."""
+    default_headers: dict[str, str] = Field(default_factory=dict)
+    """Headers sent with every request (per call: ``extra_headers=``)."""
+    default_query: dict[str, str] = Field(default_factory=dict)
+    """Query parameters added to every request URL."""
+    timeout: Timeout | None = None
+    """Default per-phase budgets of the HTTP client (each call brings its own as well)."""
+    max_tokens_param: MaxTokensParam = "auto"
+    """How ``max_tokens`` is sent: ``"auto"`` sends ``max_completion_tokens`` to reasoning
+    models (o-series, gpt-5) and ``max_tokens`` to everything else."""
+    verify: bool | str = True
+    """TLS verification: ``False`` or a CA bundle path for private hosts."""
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _coerce_timeout(cls, value: Any) -> Any:
+        return None if value is None else Timeout.coerce(value)
+
+
+class OpenAISettings(_CommonSettings):
+    """Options of ``openai:MODEL``."""
+
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint (``.../v1``); falls back to ``OPENAI_BASE_URL``."""
+    project: str | None = None
+    """OpenAI project id (``OpenAI-Project`` header); SDK reads ``OPENAI_PROJECT_ID``."""
+
+
+class AzureOpenAISettings(_CommonSettings):
+    """Options of ``azure:DEPLOYMENT``."""
+
+    endpoint: str | None = None
+    """``https://RESOURCE.openai.azure.com``; falls back to ``AZURE_OPENAI_ENDPOINT``."""
+    api_version: str | None = None
+    """The Azure API version; falls back to ``OPENAI_API_VERSION``."""
+    azure_ad_token: SecretStr | None = None
+    """A Microsoft Entra ID token; falls back to ``AZURE_OPENAI_AD_TOKEN``."""
+    azure_ad_token_provider: Callable[[], Any] | None = None
+    """A callable returning a fresh token (or an awaitable of one, for async calls)."""
+
+
+# ---------------------------------------------------------------------------- I/O-free helpers
+
+
+def _split_kwargs(payload: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """Payload keys the SDK knows become keywords; the rest travel in ``extra_body``."""
+    kwargs: dict[str, Any] = {}
+    extra_body: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in known:
+            kwargs[key] = value
+        elif key in _EXTRA_KW:
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidInputError(f"{key} must be a mapping, got {type(value).__name__}")
+            if key == "extra_body":
+                extra_body.update(value or {})
+            elif value:
+                kwargs[key] = dict(value)
+        elif key not in _RESERVED:
+            extra_body[key] = value
+    if extra_body:
+        kwargs["extra_body"] = extra_body
+    return kwargs
+
+
+def _decode_json(content: bytes, *, backend: str) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        text = content[:200].decode("utf-8", "replace")
+        raise ProtocolError(f"reply is not JSON: {text!r}", backend=backend) from None
+
+
+def _body_of(response: httpx.Response | Any) -> Any:
+    """The decoded JSON (or the text) of an error reply."""
+    try:
+        content = response.content
+    except Exception:  # a streamed reply that was never read: nothing to show
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", "replace")
+
+
+class _StreamState:
+    """SSE bytes in, llmkit events out; shared by the sync and async stream shells."""
+
+    __slots__ = ("_chunks", "_pending", "_sse", "deadline", "done", "request_id")
+
+    def __init__(self, backend: str, model: str, deadline: float | None) -> None:
+        self._sse = SSEDecoder()
+        self._chunks = ChunkDecoder(backend=backend, model=model)
+        self.deadline = deadline
+        self.done = False
+        self.request_id: str | None = None
+        self._pending: ProviderError | None = None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError(
+                "total timeout: the stream outlived the call's deadline",
+                backend=self._chunks.backend,
+                model=self._chunks.model,
+            )
+        self._raise_pending()
+        events: list[StreamEvent] = []
+        try:
+            for sse in self._sse.feed(data):
+                events.extend(self._event(sse))
+                if self.done:
+                    break
+        except ProviderError as exc:
+            if not events:
+                raise
+            # Deliver what came before the error first, as the server sent it.
+            self._pending = exc
+        return events
+
+    def _raise_pending(self) -> None:
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
+
+    def end(self) -> list[StreamEvent]:
+        """The closing events, once the server said ``[DONE]`` or closed the stream."""
+        self._raise_pending()
+        if not self.done:
+            events: list[StreamEvent] = []
+            for sse in self._sse.flush():
+                events.extend(self._event(sse))
+            if not self.done and self._chunks.finish_reason is None:
+                # No [DONE] and no finish reason: the reply was cut off, not finished.
+                raise ConnectionError(
+                    "the stream ended before the reply was complete",
+                    backend=self._chunks.backend,
+                    model=self._chunks.model,
+                    request_id=self.request_id,
+                )
+            return events + self._chunks.finish()
+        return self._chunks.finish()
+
+    def _event(self, sse: ServerSentEvent) -> list[StreamEvent]:
+        if self.done:
+            return []
+        data = sse.data
+        if data.startswith("[DONE]"):
+            self.done = True
+            return []
+        if not data:
+            return []
+        chunk = sse.json(backend=self._chunks.backend)
+        if sse.event == "error":
+            raise error_in_payload(
+                chunk if isinstance(chunk, Mapping) and "error" in chunk else {"error": chunk},
+                backend=self._chunks.backend,
+                model=self._chunks.model,
+            ) or ServerError("error event in the stream", backend=self._chunks.backend)
+        return self._chunks.feed(chunk)
+
+
+# ---------------------------------------------------------------------------- the backends
+
+
+class _OpenAIBase(BaseBackend):
+    """What the OpenAI and Azure backends share: kwargs, shells and the error mapping."""
+
+    capabilities = Capabilities(
+        streaming=True, tools=True, structured_output=True, completion=True, vision=True
+    )
+    _settings: _CommonSettings
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self._sync_client: Any = None
+        self._async_client: Any = None
+        self._lock = threading.Lock()  # threads sharing a backend must share one pool
+        self._secrets: list[str] = []
+        self._use_mct = False
+
+    # -- SDK clients, built on first use so a sync-only caller never creates an async pool
+
+    def _make_sdk(self, async_: bool, http_client: Any) -> Any:
+        raise NotImplementedError
+
+    def _http_kwargs(self) -> dict[str, Any]:
+        return {"timeout": self._settings.timeout, "verify": self._settings.verify}
+
+    @property
+    def sdk(self) -> openai.OpenAI:
+        """The underlying synchronous SDK client (``max_retries=0``, llmkit's httpx client)."""
+        if self._sync_client is None:
+            with self._lock:
+                if self._sync_client is None:
+                    http_client = _http.build_client(**self._http_kwargs())
+                    self._sync_client = self._make_sdk(False, http_client)
+        return self._sync_client  # type: ignore[no-any-return]
+
+    @property
+    def async_sdk(self) -> openai.AsyncOpenAI:
+        """The underlying asynchronous SDK client."""
+        if self._async_client is None:
+            with self._lock:
+                if self._async_client is None:
+                    http_client = _http.build_async_client(**self._http_kwargs())
+                    self._async_client = self._make_sdk(True, http_client)
+        return self._async_client  # type: ignore[no-any-return]
+
+    # -- request building (pure)
+
+    def _per_call_timeout(self, request: ChatRequest | CompletionRequest) -> httpx.Timeout:
+        timeout = request.timeout
+        remaining = request.remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise TimeoutError(
+                    "total timeout: the deadline passed before the request was sent",
+                    backend=self.name,
+                    model=request.model or self.model,
+                )
+            if remaining < timeout.total:
+                timeout = Timeout(
+                    connect=timeout.connect,
+                    first_token=timeout.first_token,
+                    idle=timeout.idle,
+                    total=remaining,
+                )
+        return _http.httpx_timeout(timeout)
+
+    def _chat_kwargs(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        payload = chat_payload(request, stream=False)
+        if not payload["model"]:
+            payload["model"] = self.model
+        if payload.get("n", 1) not in (1, None):
+            raise InvalidInputError(
+                f"{self.name}: n={payload['n']!r} is not supported; llmkit reads one choice (n=1)"
+            )
+        if "max_tokens" in payload and self._use_mct:
+            payload["max_completion_tokens"] = payload.pop("max_tokens")
+        kwargs = _split_kwargs(payload, _CHAT_PARAMS)
+        if stream:
+            kwargs["stream"] = True
+            # Usage arrives in a last chunk only when asked for; keep the caller's other keys.
+            kwargs["stream_options"] = {
+                **(kwargs.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        kwargs["timeout"] = self._per_call_timeout(request)
+        return kwargs
+
+    def _completion_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
+        payload = completion_payload(request, stream=False)
+        if not payload["model"]:
+            payload["model"] = self.model
+        if payload.get("n", 1) not in (1, None):
+            raise InvalidInputError(f"{self.name}: n={payload['n']!r} is not supported (n=1)")
+        kwargs = _split_kwargs(payload, _COMPLETION_PARAMS)
+        kwargs["timeout"] = self._per_call_timeout(request)
+        return kwargs
+
+    # -- response reading (pure)
+
+    def _chat_response(self, content: bytes, model: str) -> ChatResponse:
+        data = _decode_json(content, backend=self.spec)
+        error = error_in_payload(data, backend=self.name, model=model)
+        if error is not None:  # some compatible servers answer 200 with an error object
+            raise self._map_error(error, model)
+        return parse_chat_completion(data, backend=self.spec)
+
+    def _completion_response(self, content: bytes, model: str) -> ChatResponse:
+        data = _decode_json(content, backend=self.spec)
+        error = error_in_payload(data, backend=self.name, model=model)
+        if error is not None:
+            raise self._map_error(error, model)
+        return parse_completion(data, backend=self.spec)
+
+    # -- the one place failures become llmkit errors
+
+    def _map_error(self, exc: BaseException, model: str) -> LLMError:
+        """Map an SDK or transport exception to :mod:`llmkit.errors` (and scrub secrets)."""
+        self._scrub(exc)
+        if isinstance(exc, LLMError):
+            return exc
+        secrets = self._secrets
+        if isinstance(exc, openai.APIStatusError):
+            response = exc.response
+            return error_from_status(
+                exc.status_code,
+                _body_of(response),
+                response.headers,
+                backend=self.name,
+                model=model,
+                secrets=secrets,
+            )
+        if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+            cause = exc.__cause__
+            if isinstance(cause, httpx.HTTPError):
+                return _http.map_transport_error(
+                    cause, backend=self.name, model=model, secrets=secrets
+                )
+            cls = TimeoutError if isinstance(exc, openai.APITimeoutError) else ConnectionError
+            return cls(redact(str(exc), secrets), backend=self.name, model=model)
+        if isinstance(exc, httpx.HTTPError):  # raised while reading a stream's body
+            return _http.map_transport_error(exc, backend=self.name, model=model, secrets=secrets)
+        if isinstance(exc, openai.APIError):  # e.g. a reply the SDK could not validate
+            return ProtocolError(redact(str(exc), secrets), backend=self.name, model=model)
+        # openai.OpenAIError outside HTTP: missing credentials, a token provider that failed.
+        return ConfigError(f"{self.name}: {redact(str(exc), secrets)}")
+
+    def _stream_error(self, exc: BaseException, model: str, state: _StreamState) -> LLMError:
+        error = self._map_error(exc, model)
+        if isinstance(error, ProviderError) and error.request_id is None:
+            error.request_id = state.request_id  # from the response headers
+        return error
+
+    def _scrub(self, exc: BaseException) -> None:
+        """Mask credentials in an exception: the SDK's (which becomes ``__cause__``) and
+        llmkit's own (an error payload inside a stream may echo a key back)."""
+        secrets = self._secrets
+        exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(getattr(exc, "message", None), str):
+            exc.message = redact(exc.message, secrets)  # type: ignore[attr-defined]
+        body = getattr(exc, "body", None)
+        if body is not None:
+            try:
+                exc.body = json.loads(redact(json.dumps(body), secrets))  # type: ignore[attr-defined]
+            except (TypeError, ValueError):
+                exc.body = None  # type: ignore[attr-defined]
+
+    # -- sync shells
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """One chat completion (``POST /chat/completions``), one HTTP attempt."""
+        kwargs = self._chat_kwargs(request, stream=False)
+        try:
+            raw = self.sdk.chat.completions.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._chat_response(raw.content, kwargs["model"])
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Stream one chat completion; closing the generator closes the HTTP response."""
+        kwargs = self._chat_kwargs(request, stream=True)
+        model = kwargs["model"]
+        state = _StreamState(self.name, model, request.deadline)
+        try:
+            with self.sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
+                state.request_id = response.headers.get("x-request-id")
+                for data in response.iter_bytes():
+                    events = state.feed(data)
+                    if events:
+                        yield from events
+                    if state.done:
+                        break
+                yield from state.end()
+        except (ProviderError, openai.OpenAIError, httpx.HTTPError) as exc:
+            error = self._stream_error(exc, model, state)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def complete(self, request: CompletionRequest) -> ChatResponse:
+        """One raw completion (``POST /completions``): prompt in, continuation out."""
+        kwargs = self._completion_kwargs(request)
+        try:
+            raw = self.sdk.completions.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._completion_response(raw.content, kwargs["model"])
+
+    # -- async shells (mirrors of the above; all logic lives in the pure helpers)
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """Async :meth:`chat`."""
+        kwargs = self._chat_kwargs(request, stream=False)
+        try:
+            raw = await self.async_sdk.chat.completions.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._chat_response(raw.content, kwargs["model"])
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Async :meth:`stream`; ``aclose()`` closes the HTTP response."""
+        kwargs = self._chat_kwargs(request, stream=True)
+        model = kwargs["model"]
+        state = _StreamState(self.name, model, request.deadline)
+        sdk = self.async_sdk
+        try:
+            async with sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
+                state.request_id = response.headers.get("x-request-id")
+                async for data in response.iter_bytes():
+                    for event in state.feed(data):
+                        yield event
+                    if state.done:
+                        break
+                for event in state.end():
+                    yield event
+        except (ProviderError, openai.OpenAIError, httpx.HTTPError) as exc:
+            error = self._stream_error(exc, model, state)
+            if error is exc:
+                raise
+            raise error from exc
+
+    async def acomplete(self, request: CompletionRequest) -> ChatResponse:
+        """Async :meth:`complete`."""
+        kwargs = self._completion_kwargs(request)
+        try:
+            raw = await self.async_sdk.completions.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._completion_response(raw.content, kwargs["model"])
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        """Close the synchronous connection pool (use :meth:`aclose` for the async one)."""
+        if self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client = None
+
+    async def aclose(self) -> None:
+        """Close both connection pools."""
+        self.close()
+        if self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None
+
+
+def _secret(value: SecretStr | None, *env_names: str) -> str | None:
+    if value is not None:
+        return value.get_secret_value() or None
+    for name in env_names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _uses_max_completion_tokens(setting: MaxTokensParam, model: str) -> bool:
+    if setting == "auto":
+        return bool(_REASONING_MODEL.match(model.rsplit("/", 1)[-1]))
+    return setting == "max_completion_tokens"
+
+
+class OpenAIBackend(_OpenAIBase):
+    """``openai:MODEL``: the OpenAI API, or any OpenAI-compatible host through ``base_url``.
+
+    Options (see :class:`OpenAISettings`): ``api_key`` (else ``OPENAI_API_KEY``), ``base_url``
+    (else ``OPENAI_BASE_URL``), ``organization``, ``project``, ``default_headers``,
+    ``default_query``, ``timeout``, ``max_tokens_param``, ``verify``. A custom ``base_url``
+    may go without a key (servers that check none); api.openai.com may not.
+    """
+
+    name: ClassVar[str] = "openai"
+
+    def __init__(self, model: str, **options: Any) -> None:
+        super().__init__(model)
+        settings = validate_options(OpenAISettings, self.name, options)
+        self._settings = self._openai = settings
+        self._base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        key = _secret(settings.api_key, "OPENAI_API_KEY")
+        if key is None:
+            if self._base_url is None:
+                raise ConfigError(
+                    "openai: no API key; pass api_key=... or set OPENAI_API_KEY "
+                    "(or point base_url at a server that needs none)"
+                )
+            key = _NO_KEY_PLACEHOLDER
+        self._api_key = key
+        self._secrets = [key]
+        self._use_mct = _uses_max_completion_tokens(settings.max_tokens_param, model)
+
+    def _make_sdk(self, async_: bool, http_client: Any) -> Any:
+        cls: Any = openai.AsyncOpenAI if async_ else openai.OpenAI
+        s = self._openai
+        return cls(
+            api_key=self._api_key,
+            organization=s.organization,
+            project=s.project,
+            base_url=self._base_url,
+            default_headers=s.default_headers or None,
+            default_query=s.default_query or None,
+            max_retries=0,  # llmkit's retry policy is the only one
+            http_client=http_client,
+        )
+
+    def __repr__(self) -> str:
+        where = f", base_url={self._base_url!r}" if self._base_url else ""
+        return f"OpenAIBackend(model={self.model!r}{where})"
+
+
+class AzureOpenAIBackend(_OpenAIBase):
+    """``azure:DEPLOYMENT``: Azure OpenAI, addressed by deployment name.
+
+    Options (see :class:`AzureOpenAISettings`): ``endpoint`` (else ``AZURE_OPENAI_ENDPOINT``),
+    ``api_version`` (else ``OPENAI_API_VERSION``), and one credential: ``api_key`` (else
+    ``AZURE_OPENAI_API_KEY``), ``azure_ad_token`` (else ``AZURE_OPENAI_AD_TOKEN``) or
+    ``azure_ad_token_provider``. Deployment names say nothing about the model behind them, so
+    set ``max_tokens_param="max_completion_tokens"`` for reasoning-model deployments.
+    """
+
+    name: ClassVar[str] = "azure"
+
+    def __init__(self, model: str, **options: Any) -> None:
+        super().__init__(model)
+        settings = validate_options(AzureOpenAISettings, self.name, options)
+        self._settings = self._azure = settings
+        endpoint = settings.endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
+        api_version = settings.api_version or os.environ.get("OPENAI_API_VERSION")
+        if not endpoint:
+            raise ConfigError("azure: no endpoint; pass endpoint=... or set AZURE_OPENAI_ENDPOINT")
+        if not api_version:
+            raise ConfigError(
+                "azure: no api_version; pass api_version=... or set OPENAI_API_VERSION"
+            )
+        self._endpoint = endpoint.rstrip("/")
+        self._api_version = api_version
+        self._api_key = _secret(settings.api_key, "AZURE_OPENAI_API_KEY")
+        self._ad_token = _secret(settings.azure_ad_token, "AZURE_OPENAI_AD_TOKEN")
+        if not (self._api_key or self._ad_token or settings.azure_ad_token_provider):
+            raise ConfigError(
+                "azure: no credential; pass api_key=..., azure_ad_token=... or "
+                "azure_ad_token_provider=... (or set AZURE_OPENAI_API_KEY)"
+            )
+        self._secrets = [s for s in (self._api_key, self._ad_token) if s]
+        self._use_mct = _uses_max_completion_tokens(settings.max_tokens_param, model)
+
+    def _make_sdk(self, async_: bool, http_client: Any) -> Any:
+        cls: Any = openai.AsyncAzureOpenAI if async_ else openai.AzureOpenAI
+        s = self._azure
+        return cls(
+            azure_endpoint=self._endpoint,
+            api_version=self._api_version,
+            api_key=self._api_key,
+            azure_ad_token=self._ad_token,
+            azure_ad_token_provider=s.azure_ad_token_provider,
+            organization=s.organization,
+            default_headers=s.default_headers or None,
+            default_query=s.default_query or None,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    def __repr__(self) -> str:
+        return f"AzureOpenAIBackend(deployment={self.model!r}, endpoint={self._endpoint!r})"
