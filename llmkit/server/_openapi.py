@@ -1,0 +1,198 @@
+"""The OpenAPI document served at ``/openapi.json``.
+
+Request schemas come from the pydantic models that validate the bodies, so the document
+cannot drift from what the server accepts; response schemas are written out by hand after
+the OpenAI shapes the server produces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from .. import __version__
+from ._schemas import ChatCompletionRequest, CompletionRequestBody
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{model}"
+
+_USAGE = {
+    "type": "object",
+    "properties": {
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+    },
+    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+}
+
+_RESPONSES: dict[str, Any] = {
+    "Usage": _USAGE,
+    "ChatCompletion": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "chat.completion"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "message": {"type": "object"},
+                        "finish_reason": {"type": "string"},
+                        "logprobs": {"type": "null"},
+                    },
+                },
+            },
+            "usage": {"$ref": "#/components/schemas/Usage"},
+        },
+        "required": ["id", "object", "created", "model", "choices"],
+    },
+    "TextCompletion": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "text_completion"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "text": {"type": "string"},
+                        "finish_reason": {"type": "string"},
+                    },
+                },
+            },
+            "usage": {"$ref": "#/components/schemas/Usage"},
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+        },
+    },
+    "Model": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+                "required": ["message", "type", "param", "code"],
+            }
+        },
+    },
+}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(s): {"description": "OpenAI-shaped error", "content": _json("Error")} for s in statuses
+    }
+
+
+def _generation(summary: str, request: str, response: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": _json(request)},
+            "responses": {
+                "200": {
+                    "description": "The reply; with `stream: true` a `text/event-stream` of "
+                    "chunks ending with `data: [DONE]`.",
+                    "content": {
+                        **_json(response),
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(400, 401, 404, 413, 429, 502, 503, 504),
+            },
+        }
+    }
+
+
+def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a server serving ``served_model``."""
+    _, defs = models_json_schema(
+        [(ChatCompletionRequest, "validation"), (CompletionRequestBody, "validation")],
+        ref_template=_REF,
+    )
+    schemas = {**defs.get("$defs", {}), **_RESPONSES}
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "llmkit server",
+            "version": __version__,
+            "description": f"OpenAI-compatible API serving the model {served_model!r}.",
+        },
+        "paths": {
+            "/v1/chat/completions": _generation(
+                "Create a chat completion", "ChatCompletionRequest", "ChatCompletion"
+            ),
+            "/v1/completions": _generation(
+                "Create a text completion", "CompletionRequestBody", "TextCompletion"
+            ),
+            "/v1/models": {
+                "get": {
+                    "summary": "List the served model",
+                    "responses": {"200": {"description": "Models", "content": _json("ModelList")}},
+                }
+            },
+            "/v1/models/{model}": {
+                "get": {
+                    "summary": "Describe the served model",
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "The model", "content": _json("Model")},
+                        **_errors(404),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness probe (never requires a key)",
+                    "security": [],
+                    "responses": {"200": {"description": "The server is up"}},
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document

@@ -1,0 +1,73 @@
+"""``llmkit serve`` as a real process: it answers, enforces its key, and stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .test_cli import free_port
+
+pytest.importorskip("uvicorn")
+
+
+def wait_until_up(url: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.communicate()[1]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("server did not come up")
+
+
+def test_serve_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    port = free_port()
+    env = {**cli_env, "LLMKIT_SERVER_API_KEY": "cli-key-123456"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:echo", "--port", str(port),
+         "--max-in-flight", "2", "--graceful-timeout", "1"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        body = {"model": "echo", "messages": [{"role": "user", "content": "ping"}]}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
+        reply = httpx.post(
+            f"{url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer cli-key-123456"},
+        )
+        assert reply.status_code == 200
+        assert reply.json()["choices"][0]["message"]["content"] == "ping"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr
+    assert "serving 'fake:echo' as 'echo'" in stderr
+    assert '"POST /v1/chat/completions" 200' in stderr  # the access log
+    assert "cli-key-123456" not in stderr
+
+
+def test_serve_warns_without_key_on_public_interface(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface: the warning is printed, then the bind fails,
+    # so nothing ever listens beyond loopback.
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:echo", "--host", "192.0.2.1",
+         "--port", str(free_port())],
+        cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "without an API key" in result.stderr
+    assert "Traceback" not in result.stderr
