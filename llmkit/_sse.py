@@ -47,31 +47,33 @@ class _LineSplitter:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
         self._pending_cr = False
+        self._at_start = True
 
     def feed(self, data: bytes) -> list[str]:
         text = self._decoder.decode(data)
         if not text:
             return []
-        if self._pending_cr and text.startswith("\n"):
-            text = text[1:]
-        self._pending_cr = False
-        self._buffer += text
-        lines = self._buffer.splitlines(keepends=True)
-        self._buffer = ""
-        out: list[str] = []
-        for line in lines:
-            if line.endswith("\r\n") or line.endswith("\n"):
-                out.append(line.rstrip("\r\n"))
-            elif line.endswith("\r"):
-                out.append(line[:-1])
-                self._pending_cr = True
-            else:
-                self._buffer = line  # incomplete last line
-        return out
+        if self._at_start:
+            self._at_start = False
+            if text.startswith("\ufeff"):  # a UTF-8 byte-order mark is not part of the stream
+                text = text[1:]
+        if self._pending_cr:
+            self._pending_cr = False
+            if text.startswith("\n"):
+                text = text[1:]
+        buffer = self._buffer + text
+        # Only CR, LF and CRLF end a line. str.splitlines() would also split on U+2028, U+0085,
+        # form feeds, ... which JSON allows unescaped inside strings.
+        if "\r" in buffer:
+            self._pending_cr = buffer.endswith("\r")
+            buffer = buffer.replace("\r\n", "\n").replace("\r", "\n")
+        *lines, self._buffer = buffer.split("\n")
+        return lines
 
     def flush(self) -> list[str]:
         rest = self._buffer + self._decoder.decode(b"", final=True)
         self._buffer = ""
+        self._pending_cr = False
         return [rest] if rest else []
 
 
@@ -88,6 +90,19 @@ class SSEDecoder:
     def feed(self, data: bytes) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
         for line in self._lines.feed(data):
+            # The two lines of every token event, inlined (same rules as in _line).
+            if line.startswith("data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(" ") else value)
+                continue
+            if not line and self._data:
+                events.append(
+                    ServerSentEvent(
+                        "\n".join(self._data), self._event or "message", self._id, self._retry
+                    )
+                )
+                self._data, self._event, self._retry = [], None, None
+                continue
             event = self._line(line)
             if event is not None:
                 events.append(event)
@@ -107,7 +122,10 @@ class SSEDecoder:
 
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:
-            if not self._data and self._event is None:
+            if not self._data:
+                # The spec dispatches nothing for a block without data (e.g. "event: ping"),
+                # and resets the event type.
+                self._event, self._retry = None, None
                 return None
             event = ServerSentEvent(
                 data="\n".join(self._data), event=self._event or "message", id=self._id, retry=self._retry
@@ -126,9 +144,8 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry":
-            if value.isdigit():
-                self._retry = int(value)
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
         # other field names are ignored, as the spec says
         return None
 

@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 
-def chat_payload(request: ChatRequest, *, stream: bool = False, include_usage: bool = True) -> dict[str, Any]:
+def chat_payload(
+    request: ChatRequest, *, stream: bool = False, include_usage: bool = True
+) -> dict[str, Any]:
     """The JSON body of ``POST /v1/chat/completions`` for ``request``."""
     payload: dict[str, Any] = {
         "model": request.model,
@@ -84,7 +86,8 @@ def parse_usage(data: Any) -> Usage | None:
 
 def error_in_payload(data: Any, *, backend: str | None, model: str | None) -> ProviderError | None:
     """An error object sent where a reply was expected (e.g. inside a 200 stream)."""
-    if not isinstance(data, Mapping) or "error" not in data or "choices" in data:
+    # Some servers put "error": null on ordinary chunks; only a real error object counts.
+    if not isinstance(data, Mapping) or data.get("error") is None or "choices" in data:
         return None
     error = data["error"]
     status = None
@@ -95,7 +98,10 @@ def error_in_payload(data: Any, *, backend: str | None, model: str | None) -> Pr
             status = error["status"]
     if status is None or status < 400:
         return ServerError(
-            f"error inside the stream: {_message(error)}", backend=backend, model=model, body=dict(data)
+            f"error inside the stream: {_message(error)}",
+            backend=backend,
+            model=model,
+            body=dict(data),
         )
     return error_from_status(status, dict(data), backend=backend, model=model)
 
@@ -147,11 +153,15 @@ class ChunkDecoder:
         self.usage: Usage | None = None
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
-        if not isinstance(chunk, Mapping):
-            raise ProtocolError(f"stream chunk is not a JSON object: {str(chunk)[:200]!r}", backend=self.backend)
-        error = error_in_payload(chunk, backend=self.backend, model=self.model)
-        if error is not None:
-            raise error
+        # type() checks first: this runs once per token, and ABC isinstance checks are slow.
+        if type(chunk) is not dict and not isinstance(chunk, Mapping):
+            raise ProtocolError(
+                f"stream chunk is not a JSON object: {str(chunk)[:200]!r}", backend=self.backend
+            )
+        if chunk.get("error") is not None:
+            error = error_in_payload(chunk, backend=self.backend, model=self.model)
+            if error is not None:
+                raise error
         if self.id is None and chunk.get("id"):
             self.id = str(chunk["id"])
         if chunk.get("model"):
@@ -172,7 +182,7 @@ class ChunkDecoder:
                     fn = call.get("function") or {}
                     events.append(
                         ToolCallDelta(
-                            index=call.get("index", 0),
+                            index=call.get("index") or 0,  # some servers omit it or send null
                             id=call.get("id"),
                             name=fn.get("name"),
                             arguments=fn.get("arguments") or "",
@@ -181,9 +191,10 @@ class ChunkDecoder:
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         # Usage may come on its own chunk (choices == []) or on the last content chunk.
-        usage = parse_usage(chunk.get("usage"))
-        if usage is not None:
-            self.usage = usage
+        if chunk.get("usage") is not None:
+            usage = parse_usage(chunk["usage"])
+            if usage is not None:
+                self.usage = usage
         return events
 
     def finish(self) -> list[StreamEvent]:
@@ -191,5 +202,7 @@ class ChunkDecoder:
         events: list[StreamEvent] = []
         if self.usage is not None:
             events.append(UsageEvent(usage=self.usage))
-        events.append(FinishEvent(finish_reason=self.finish_reason or "stop", id=self.id, model=self.model))
+        events.append(
+            FinishEvent(finish_reason=self.finish_reason or "stop", id=self.id, model=self.model)
+        )
         return events

@@ -1,0 +1,221 @@
+"""The Ollama-native dialect of the REST backend (I/O-free).
+
+``/api/chat`` and ``/api/generate``, streamed as newline-delimited JSON: every line is
+``{"message": {"content": ...}, "done": false}`` (``"response"`` for generate) and the last
+one has ``"done": true``, ``done_reason`` and the token counts ``prompt_eval_count`` /
+``eval_count``. llmkit's options map to Ollama ``options`` (``max_tokens`` → ``num_predict``,
+``temperature``, ``top_p``, ``stop``, ``seed``); ``keep_alive`` and ``format`` are top-level.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import UnsupportedFeatureError, error_from_status
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    FinishEvent,
+    GenerationParams,
+    ImagePart,
+    Message,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    UsageEvent,
+    new_response_id,
+)
+from ._rest_wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard
+from .base import Capabilities
+
+__all__ = ["OllamaDialect", "ollama_payload"]
+
+# Request fields Ollama reads at the top level; any other key in request.extra is a model
+# option (num_ctx, top_k, repeat_penalty, mirostat, ...) and goes under "options".
+_TOP_LEVEL = frozenset(
+    {"format", "keep_alive", "think", "raw", "template", "system", "context", "images", "suffix"}
+)
+_FINISH = {"stop": "stop", "length": "length"}
+
+
+def _message(message: Message) -> dict[str, Any]:
+    if message.tool_calls:
+        raise UnsupportedFeatureError("rest (ollama dialect): tool calls need the openai dialect")
+    out: dict[str, Any] = {"role": message.role, "content": message.text}
+    images = []
+    if isinstance(message.content, list):
+        for part in message.content:
+            if isinstance(part, ImagePart):
+                url = part.image_url.url
+                if not url.startswith("data:") or "," not in url:
+                    raise UnsupportedFeatureError(
+                        "rest (ollama dialect): images must be data: URIs (base64); "
+                        "Ollama does not fetch URLs"
+                    )
+                images.append(url.split(",", 1)[1])
+    if images:
+        out["images"] = images
+    return out
+
+
+def ollama_payload(
+    params: GenerationParams,
+    extra: Mapping[str, Any],
+    *,
+    stream: bool,
+    keep_alive: str | float | None,
+) -> dict[str, Any]:
+    """The option and top-level fields of an Ollama request (without model and input)."""
+    given = {k: v for k, v in params.given().items() if v is not None}
+    if "tools" in given or "tool_choice" in given:
+        raise UnsupportedFeatureError("rest (ollama dialect): tools need the openai dialect")
+    payload: dict[str, Any] = {"stream": stream}
+    options: dict[str, Any] = {}
+    if "max_tokens" in given:
+        options["num_predict"] = given["max_tokens"]
+    for name in ("temperature", "top_p", "stop", "seed"):
+        if name in given:
+            options[name] = given[name]
+    fmt = given.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        payload["format"] = (fmt.get("json_schema") or {}).get("schema") or "json"
+    elif fmt.get("type") == "json_object":
+        payload["format"] = "json"
+    if keep_alive is not None:
+        payload["keep_alive"] = keep_alive
+    for key, value in extra.items():
+        if key == "options" and isinstance(value, Mapping):
+            options.update(value)
+        elif key in _TOP_LEVEL:
+            payload[key] = value
+        else:
+            options[key] = value
+    if options:
+        payload["options"] = options
+    return payload
+
+
+def _created(data: Mapping[str, Any]) -> int:
+    stamp = data.get("created_at")
+    if isinstance(stamp, str):
+        try:
+            # Ollama sends nanoseconds and a zone; 3.10's fromisoformat takes neither, and
+            # whole seconds are all ChatResponse.created keeps.
+            return int(datetime.fromisoformat(stamp[:19]).replace(tzinfo=timezone.utc).timestamp())
+        except ValueError:
+            pass
+    return int(time.time())
+
+
+def _usage(data: Mapping[str, Any], prompt_text: str) -> Usage:
+    return counted_usage(data.get("prompt_eval_count"), data.get("eval_count"), prompt_text)
+
+
+def _check(data: Any) -> None:
+    if isinstance(data, Mapping) and data.get("error") is not None:
+        # Ollama reports failures as {"error": "..."}, also as a line of a 200 stream.
+        raise error_from_status(500, dict(data), backend=BACKEND)
+
+
+class OllamaStreamParser(NDJSONParser):
+    """NDJSON lines of ``/api/chat`` (``field="message"``) or ``/api/generate`` → events."""
+
+    def __init__(self, model: str, prompt_text: str, *, chat: bool) -> None:
+        super().__init__()
+        self._model = model
+        self._prompt_text = prompt_text
+        self._chat = chat
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+
+    def on_object(self, obj: Any) -> list[StreamEvent]:
+        _check(obj)
+        text = (obj.get("message") or {}).get("content") if self._chat else obj.get("response")
+        events: list[StreamEvent] = [TextDelta(delta=text)] if text else []
+        if obj.get("model"):
+            self._model = str(obj["model"])
+        if obj.get("done"):
+            self.done = True
+            self._finish = _FINISH.get(obj.get("done_reason") or "stop", "stop")
+            usage = _usage(obj, self._prompt_text)
+            if usage.total_tokens:
+                self._usage = usage
+        return events
+
+    def closing(self) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        if self._usage is not None:
+            events.append(UsageEvent(usage=self._usage))
+        events.append(FinishEvent(finish_reason=self._finish or "stop", model=self._model))
+        return events
+
+
+class OllamaDialect(Dialect):
+    """Ollama's native API on the replica's server root."""
+
+    name = "ollama"
+    capabilities = Capabilities(
+        streaming=True, tools=False, structured_output=True, completion=True
+    )
+
+    def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
+        payload = {
+            "model": request.model,
+            "messages": [_message(m) for m in request.messages],
+            **ollama_payload(
+                request.params, request.extra, stream=stream, keep_alive=self.options.keep_alive
+            ),
+        }
+        return self._call("/api/chat", payload, request.model, request.prompt_text(), stream)
+
+    def complete(self, request: CompletionRequest, *, stream: bool) -> WireCall:
+        payload = {
+            "model": request.model,
+            "prompt": request.prompt,
+            **ollama_payload(
+                request.params, request.extra, stream=stream, keep_alive=self.options.keep_alive
+            ),
+        }
+        return self._call("/api/generate", payload, request.model, request.prompt, stream)
+
+    def _call(
+        self, path: str, payload: dict[str, Any], model: str, prompt_text: str, stream: bool
+    ) -> WireCall:
+        chat = path == "/api/chat"
+        spec = self.options.spec
+
+        def parse(data: Any, headers: Mapping[str, str]) -> ChatResponse:
+            response: ChatResponse = guard(
+                "reply", data, _parse, data, model, prompt_text, spec, chat
+            )
+            return response
+
+        return WireCall(
+            on="root",
+            path=path,
+            payload=payload,
+            stream=stream,
+            parse=parse,
+            new_parser=lambda: OllamaStreamParser(model, prompt_text, chat=chat),
+        )
+
+
+def _parse(data: Any, model: str, prompt_text: str, spec: str, chat: bool) -> ChatResponse:
+    _check(data)
+    text = data["message"].get("content") if chat else data["response"]
+    if not isinstance(text, str):
+        raise TypeError("the reply has no text")
+    return ChatResponse(
+        message=Message(role="assistant", content=text),
+        finish_reason=_FINISH.get(data.get("done_reason") or "stop", "stop"),
+        usage=_usage(data, prompt_text),
+        model=str(data.get("model") or model),
+        backend=spec,
+        id=new_response_id(),
+        created=_created(data),
+        raw=data,
+    )

@@ -1,0 +1,109 @@
+"""The OpenAI-compatible dialect of the REST backend (I/O-free).
+
+vLLM, llama.cpp server, Ollama's ``/v1``, ``transformers serve`` and ``llmkit serve`` all
+speak this wire format; they differ only in where they live. Payload building and parsing
+are the shared :mod:`llmkit.backends._openai_wire` code; this module adds the endpoints and
+the SSE framing (``data: [DONE]``, or none at all: a stream may simply end at EOF).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ServerError
+from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ._openai_wire import (
+    ChunkDecoder,
+    chat_payload,
+    completion_payload,
+    error_in_payload,
+    parse_chat_completion,
+    parse_completion,
+)
+from ._rest_wire import BACKEND, Dialect, SSEParser, WireCall, guard
+from .base import Capabilities
+
+__all__ = ["OpenAIDialect", "OpenAIStreamParser"]
+
+
+class OpenAIStreamParser(SSEParser):
+    """``chat.completion.chunk`` (or streamed ``text_completion``) events → llmkit events."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__()
+        self._chunks = ChunkDecoder(backend=BACKEND, model=model)
+
+    def on_object(self, obj: Any, event: str) -> list[StreamEvent]:
+        if event == "error":
+            # llama.cpp and others send "event: error" with a payload of their own shape.
+            error = error_in_payload(obj, backend=BACKEND, model=self._chunks.model)
+            raise error or ServerError(
+                f"error event inside the stream: {obj!r}"[:300], backend=BACKEND, body=obj
+            )
+        return self._chunks.feed(obj)
+
+    def closing(self) -> list[StreamEvent]:
+        return self._chunks.finish()
+
+    def complete(self) -> bool:
+        # Servers that skip [DONE] still end with a finish_reason; that is enough.
+        return self.done or self._chunks.finish_reason is not None
+
+
+class OpenAIDialect(Dialect):
+    """``/v1/chat/completions``, ``/v1/completions`` on the replica's API base."""
+
+    name = "openai"
+    capabilities = Capabilities(streaming=True, tools=True, structured_output=True, completion=True)
+
+    def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
+        payload = chat_payload(request, stream=stream, include_usage=self.options.stream_usage)
+        model = request.model
+        return WireCall(
+            on="api",
+            path="/chat/completions",
+            payload=payload,
+            stream=stream,
+            parse=self._parse_chat,
+            new_parser=lambda: OpenAIStreamParser(model),
+        )
+
+    def complete(self, request: CompletionRequest, *, stream: bool) -> WireCall:
+        payload = completion_payload(
+            request, stream=stream, include_usage=self.options.stream_usage
+        )
+        model = request.model
+        return WireCall(
+            on="api",
+            path="/completions",
+            payload=payload,
+            stream=stream,
+            parse=self._parse_completion,
+            new_parser=lambda: OpenAIStreamParser(model),
+        )
+
+    def _parse_chat(self, data: Any, headers: Mapping[str, str]) -> ChatResponse:
+        _check(data)
+        # backend= is the spec recorded on the response; errors raised with it are relabelled
+        # "rest" by the backend shell.
+        response: ChatResponse = guard(
+            "reply", data, parse_chat_completion, data, backend=self.options.spec
+        )
+        return response
+
+    def _parse_completion(self, data: Any, headers: Mapping[str, str]) -> ChatResponse:
+        _check(data)
+        response: ChatResponse = guard(
+            "reply", data, parse_completion, data, backend=self.options.spec
+        )
+        return response
+
+
+def _check(data: Any) -> None:
+    """Raise the error object a server sent with a 200 status instead of a reply."""
+    if type(data) is dict and "choices" in data:
+        return  # the usual reply: skip the slower general check
+    error = error_in_payload(data, backend=BACKEND, model=None)
+    if error is not None:
+        raise error
