@@ -125,3 +125,20 @@ def test_instance_can_override_retryable(caplog: pytest.LogCaptureFixture) -> No
     err = TimeoutError("spent", retryable=False)
     assert not err.retryable and TimeoutError("x").retryable
     caplog.set_level(logging.DEBUG)
+
+
+def test_error_inside_a_stream_is_redacted() -> None:
+    from llmkit.backends._openai_wire import error_in_payload
+
+    key = "sk-proj-abcdefghijklmnop1234"
+    err = error_in_payload({"error": {"message": f"key {key} revoked"}}, backend="rest", model="m")
+    assert err is not None and err.retryable
+    assert key not in str(err) and key not in repr(err.body) and "sk-***" in str(err)
+    custom = "my-private-token-value"
+    err = error_in_payload(
+        {"error": {"message": f"bad {custom}", "code": 401}},
+        backend="rest",
+        model="m",
+        secrets=[custom],
+    )
+    assert err is not None and custom not in str(err) and err.status_code == 401

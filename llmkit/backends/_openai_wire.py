@@ -9,11 +9,12 @@ objects inside a 200 stream).
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import ProtocolError, ProviderError, ServerError, error_from_status
+from ..errors import ProtocolError, ProviderError, ServerError, error_from_status, redact
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -84,8 +85,18 @@ def parse_usage(data: Any) -> Usage | None:
     )
 
 
-def error_in_payload(data: Any, *, backend: str | None, model: str | None) -> ProviderError | None:
-    """An error object sent where a reply was expected (e.g. inside a 200 stream)."""
+def error_in_payload(
+    data: Any,
+    *,
+    backend: str | None,
+    model: str | None,
+    secrets: Iterable[str | None] = (),
+) -> ProviderError | None:
+    """An error object sent where a reply was expected (e.g. inside a 200 stream).
+
+    Provider text is redacted (``secrets`` plus anything shaped like a key) before it goes
+    into the error: some servers echo the caller's key back in error messages.
+    """
     # Some servers put "error": null on ordinary chunks; only a real error object counts.
     if not isinstance(data, Mapping) or data.get("error") is None or "choices" in data:
         return None
@@ -96,14 +107,16 @@ def error_in_payload(data: Any, *, backend: str | None, model: str | None) -> Pr
         status = code if isinstance(code, int) else None
         if status is None and isinstance(error.get("status"), int):
             status = error["status"]
+    secrets = list(secrets)
     if status is None or status < 400:
+        body = json.loads(redact(json.dumps(dict(data), default=str), secrets))
         return ServerError(
-            f"error inside the stream: {_message(error)}",
+            redact(f"error inside the stream: {_message(error)}", secrets),
             backend=backend,
             model=model,
-            body=dict(data),
+            body=body,
         )
-    return error_from_status(status, dict(data), backend=backend, model=model)
+    return error_from_status(status, dict(data), backend=backend, model=model, secrets=secrets)
 
 
 def _message(error: Any) -> str:
