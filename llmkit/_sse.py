@@ -128,7 +128,10 @@ class SSEDecoder:
                 self._event, self._retry = None, None
                 return None
             event = ServerSentEvent(
-                data="\n".join(self._data), event=self._event or "message", id=self._id, retry=self._retry
+                data="\n".join(self._data),
+                event=self._event or "message",
+                id=self._id,
+                retry=self._retry,
             )
             self._data, self._event, self._retry = [], None, None
             return event
@@ -168,5 +171,6 @@ class NDJSONDecoder:
             return json.loads(line)
         except json.JSONDecodeError:
             raise ProtocolError(
-                f"malformed JSON line in NDJSON stream: {_trim(line.strip())!r}", backend=self._backend
+                f"malformed JSON line in NDJSON stream: {_trim(line.strip())!r}",
+                backend=self._backend,
             ) from None

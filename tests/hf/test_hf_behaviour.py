@@ -1,0 +1,79 @@
+"""The model-independent part of the behavioural suite (tests/test_behaviour.py) for the hf
+backend: the tiny Llama behind the real Client and AsyncClient, sync and async."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmkit import ConfigError, UnsupportedFeatureError
+from llmkit.types import TextDelta
+
+
+@pytest.fixture
+def hf(tiny_llama_dir: Path) -> dict[str, Any]:
+    return {"model": f"hf:{tiny_llama_dir}", "device": "cpu"}
+
+
+def _no_generate_threads(timeout: float = 2.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not any(t.name == "llmkit-hf-generate" for t in threading.enumerate()):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_plain_chat(driver: Any, hf: dict[str, Any]) -> None:
+    response = driver.chat(hf, "Hello", max_tokens=6)
+    assert response.text and response.finish_reason == "length"
+    assert response.usage.completion_tokens == 6 and not response.usage.estimated
+    assert response.backend.startswith("hf:")
+
+
+def test_stream_equals_chat(driver: Any, hf: dict[str, Any]) -> None:
+    whole = driver.chat(hf, "Tell me a story", max_tokens=12)
+    events, streamed = driver.stream(hf, "Tell me a story", max_tokens=12)
+    assert "".join(e.text for e in events) == whole.text == streamed.text
+    assert streamed.usage.completion_tokens == whole.usage.completion_tokens
+    assert streamed.finish_reason == whole.finish_reason
+    assert any(isinstance(e, TextDelta) and e.text for e in events)
+
+
+def test_stop_is_honoured(driver: Any, hf: dict[str, Any]) -> None:
+    full = driver.chat(hf, "Tell me a story", max_tokens=24).text
+    stop = full.split("\ufffd")[0][3:6]
+    response = driver.chat(hf, "Tell me a story", max_tokens=24, stop=[stop])
+    assert response.text == full[: full.find(stop)]
+    assert response.finish_reason == "stop"
+
+
+def test_leaving_a_stream_early_stops_generation(driver: Any, hf: dict[str, Any]) -> None:
+    events, _ = driver.stream(hf, "Hello", max_tokens=300, min_new_tokens=300, stop_after=2)
+    assert len(events) == 2
+    assert _no_generate_threads()
+
+
+def test_backend_options_pass_through(driver: Any, hf: dict[str, Any]) -> None:
+    plain = driver.chat(hf, "Tell me a story", max_tokens=16).text
+    penalised = driver.chat(hf, "Tell me a story", max_tokens=16, repetition_penalty=5.0).text
+    assert plain != penalised
+
+
+def test_complete_on_a_trainer_checkpoint(driver: Any, trainer_checkpoint: Path) -> None:
+    kwargs = {"model": f"hf:{trainer_checkpoint}", "device": "cpu"}
+    response = driver.complete(kwargs, "The capital of", max_tokens=5)
+    assert response.usage.completion_tokens == 5
+    with pytest.raises(UnsupportedFeatureError, match=r"complete\(\)"):
+        driver.chat(kwargs, "Hello")
+
+
+def test_usage_errors_are_config_errors(driver: Any, tmp_path: Path, hf: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="no such folder"):
+        driver.chat({"model": f"hf:{tmp_path / 'missing'}"}, "Hello")
+    with pytest.raises(UnsupportedFeatureError):
+        driver.chat(hf, "Hello", tools=[{"name": "lookup"}])
