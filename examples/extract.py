@@ -21,7 +21,7 @@ text = "Alice is 30 years old."
 with client_for(args.profile) as client:
     try:
         response = client.chat(
-            f"Extract the person from this text as JSON with the keys name and age: {text}",
+            f"Extract the person from this text: {text}",
             response_model=Person,
             max_tokens=40,
         )

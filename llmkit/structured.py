@@ -29,14 +29,45 @@ def response_format_for(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def _placeholder(prop: dict[str, Any], defs: dict[str, Any], depth: int = 0) -> str:
+    """A template value for one schema property: ``<string>``, ``"a" | "b"``, ``{...}``."""
+    if "$ref" in prop:
+        prop = defs.get(prop["$ref"].rsplit("/", 1)[-1], {})
+    if "enum" in prop:
+        return " | ".join(json.dumps(v) for v in prop["enum"])
+    if "anyOf" in prop:
+        options = [p for p in prop["anyOf"] if p.get("type") != "null"]
+        return _placeholder(options[0], defs, depth) if options else "null"
+    kind = prop.get("type")
+    if kind == "object" and "properties" in prop and depth < 3:
+        return _format_template(prop, defs, depth + 1)
+    if kind == "array":
+        return f"[{_placeholder(prop.get('items', {}), defs, depth + 1)}, ...]"
+    return f"<{kind or 'value'}>"
+
+
+def _format_template(schema: dict[str, Any], defs: dict[str, Any], depth: int = 0) -> str:
+    fields = (
+        f"{json.dumps(name)}: {_placeholder(prop, defs, depth)}"
+        for name, prop in schema.get("properties", {}).items()
+    )
+    return "{" + ", ".join(fields) + "}"
+
+
 def instruction_message(model: type[BaseModel]) -> Message:
     """A system message that asks for JSON matching the schema, for backends that cannot
-    constrain their output natively."""
-    schema = json.dumps(model.model_json_schema(), separators=(",", ":"))
-    return Message(
-        role="system",
-        content=f"Reply with a single JSON object, and nothing else, that matches this JSON schema: {schema}",
-    )
+    constrain their output natively.
+
+    Small models follow a format template (``{"name": <string>, "age": <integer>}``) far
+    better than a raw JSON schema, which they tend to echo back; the full schema is added
+    only when the template cannot carry everything (nested definitions).
+    """
+    schema = model.model_json_schema()
+    template = _format_template(schema, schema.get("$defs", {}))
+    text = f"Reply with only a JSON object, and nothing else, in this format: {template}"
+    if "$defs" in schema:
+        text += f"\nIt must validate against this JSON schema: {json.dumps(schema, separators=(',', ':'))}"
+    return Message(role="system", content=text)
 
 
 def extract_json(text: str) -> str:
