@@ -8,9 +8,9 @@ history = [
     {"role": "user", "content": "Write a Python function that returns the square of a number."},
 ]
 with client_for(args.profile) as client:
-    first = client.chat(history, max_tokens=80)
+    first = client.chat(history, max_tokens=60)
     print(first.text)
     history += [first.message.to_openai(), {"role": "user", "content": "Now add a docstring."}]
-    second = client.chat(history, max_tokens=100)
+    second = client.chat(history, max_tokens=60)
     print("---")
     print(second.text)

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
+# One GGUF conversion of the embedded model per checkout, shared by every test and example.
+export LLMKIT_CACHE_DIR="${LLMKIT_CACHE_DIR:-$PWD/.cache/llmkit}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev,docs]"

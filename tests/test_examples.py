@@ -1,0 +1,81 @@
+"""Every example runs end to end, offline. The ones on the embedded model are slow."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_tool_loop_scripted_profile() -> None:
+    assert run_example("tool_loop.py").strip() == "It is 21 degrees celsius in Paris."
+
+
+def test_async_app_streams_over_sse() -> None:
+    pytest.importorskip("starlette")
+    from llmkit import AsyncClient
+    from llmkit.server import run_in_thread
+    from llmkit.testing import FakeBackend, Reply
+
+    spec = importlib.util.spec_from_file_location("async_app", EXAMPLES / "async_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fake = FakeBackend([Reply("Paris is the capital.", chunks=["Paris ", "is the ", "capital."])])
+    app = module.create_app(AsyncClient(backend=fake))
+    with run_in_thread(app) as url:
+        assert "EventSource" in httpx.get(f"{url}/").text
+        with httpx.stream("GET", f"{url}/ask", params={"q": "capital?"}, timeout=10) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = [
+                json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")
+            ]
+    assert "".join(e.get("text", "") for e in events) == "Paris is the capital."
+    assert events[-1] == {"done": True}
+    assert fake.requests[0].messages[-1].text == "capital?"
+
+
+@pytest.mark.slow
+def test_qa_on_the_embedded_model() -> None:
+    out = run_example("qa.py")
+    assert "Paris" in out and "hf:smollm2" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["generate.py", "translate.py", "code_assistant.py"])
+def test_text_examples_on_the_embedded_model(name: str) -> None:
+    out = run_example(name)
+    assert len(out.strip()) > 20
+
+
+@pytest.mark.slow
+def test_extraction_on_the_embedded_model() -> None:
+    assert run_example("extract.py").strip() == "Person(name='Alice', age=30)"
+
+
+@pytest.mark.slow
+def test_train_serve_call() -> None:
+    pytest.importorskip("starlette")
+    out = run_example("train_serve_call.py", "--steps", "40", timeout=600)
+    assert "trained 40 steps" in out
+    assert "prompt 'The cat' ->" in out
