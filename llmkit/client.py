@@ -535,6 +535,33 @@ class _ClientCore:
             reasks_left=call.reasks_left - 1,
         )
 
+    def _native_batch(
+        self, inputs: Sequence[ChatInput], chat_options: Mapping[str, Any]
+    ) -> tuple[list[_Call], list[Any], Callable[[list[Any]], Any]] | None:
+        """The prepared calls for a backend-native batch, or ``None`` when it does not apply."""
+        run = getattr(self.backend, "batch", None)
+        if not callable(run) or len(self._targets) > 1 or chat_options.get("response_model"):
+            return None
+        special = {"system", "variables", "timeout"}
+        given = {k: v for k, v in chat_options.items() if k in _PARAM_NAMES}
+        extra = {
+            k: v for k, v in chat_options.items() if k not in _PARAM_NAMES and k not in special
+        }
+        calls = [
+            self._prepare_chat(
+                item,
+                system=chat_options.get("system", NOT_GIVEN),
+                variables=chat_options.get("variables", NOT_GIVEN),
+                response_model=NOT_GIVEN,
+                timeout=chat_options.get("timeout", NOT_GIVEN),
+                given=given,
+                extra=extra,
+            )
+            for item in inputs
+        ]
+        target = self._targets[0]
+        return calls, [c.request_for(target) for c in calls], run
+
     def _before_attempt(self, request: ChatRequest | CompletionRequest) -> None:
         if self._hooks.on_request is not None:
             self._hooks.on_request(request)
@@ -817,8 +844,24 @@ class Client(_ClientCore):
         With ``return_exceptions=True`` a failed item holds its :class:`LLMError` instead of
         failing the whole batch. ``progress`` shows a counter on stderr (default: when stderr
         is a terminal). ``chat_options`` apply to every item.
+
+        A backend with a native ``batch()`` (the local ``hf`` backend pads the inputs into
+        one ``generate()`` call, several times faster than one by one) gets the whole batch
+        in one go when there are no fallbacks and no ``response_model``.
         """
         from concurrent.futures import ThreadPoolExecutor
+
+        native = self._native_batch(inputs, chat_options)
+        if native is not None:
+            calls, requests, run = native
+            try:
+                responses = run(requests)
+            except LLMError as error:
+                if not return_exceptions:
+                    raise
+                return [error] * len(inputs)
+            target = self._targets[0]
+            return [self._finish(r, c, target) for r, c in zip(responses, calls, strict=True)]
 
         tracker = _Progress(len(inputs), progress)
         results: list[Any] = [None] * len(inputs)
@@ -1255,6 +1298,18 @@ class AsyncClient(_ClientCore):
     ) -> list[Any]:
         """Answer many inputs, ``concurrency`` at a time, in input order (see
         :meth:`Client.batch`)."""
+        native = self._native_batch(inputs, chat_options)
+        abatch = getattr(self.backend, "abatch", None)
+        if native is not None and callable(abatch):
+            calls, requests, _ = native
+            try:
+                responses = await abatch(requests)
+            except LLMError as error:
+                if not return_exceptions:
+                    raise
+                return [error] * len(inputs)
+            target = self._targets[0]
+            return [self._finish(r, c, target) for r, c in zip(responses, calls, strict=True)]
         tracker = _Progress(len(inputs), progress)
         gate = asyncio.Semaphore(max(1, concurrency))
 

@@ -456,3 +456,28 @@ def test_hooks_usage_totals_and_cost(driver) -> None:
     assert client.cost({"fake-model": (2.0, 10.0)}) == pytest.approx(0.002 + 0.005)
     with pytest.raises(ConfigError, match="no price"):
         client.cost({})
+
+
+def test_batch_uses_a_native_backend_batch(driver) -> None:
+    class Batching(FakeBackend):
+        batches: list[int] = []
+
+        def batch(self, requests):
+            self.batches.append(len(requests))
+            return [
+                Reply(r.messages[-1].text[::-1]).response(self.model, self.spec) for r in requests
+            ]
+
+        async def abatch(self, requests):
+            return self.batch(requests)
+
+    backend = Batching()
+    if driver.is_async:
+        results = asyncio.run(
+            AsyncClient(backend=backend).batch(["abc", "xyz"], temperature=0, system="S")
+        )
+    else:
+        results = Client(backend=backend).batch(["abc", "xyz"], temperature=0, system="S")
+    assert [r.text for r in results] == ["cba", "zyx"]
+    assert backend.batches == [2]
+    assert all(r.backend == "fake:fake-model" and r.usage.completion_tokens > 0 for r in results)
