@@ -1,0 +1,144 @@
+"""Servers slower than the budgets: no byte before the first-token budget, a reply trickled
+slower than the total budget, stalls longer than the whole call. Every case must end in
+``llmkit.errors.TimeoutError`` inside the total budget -- nothing hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from llmkit import AsyncClient, Client, RetryPolicy, Timeout, errors
+
+from .fault_server import Fault, FaultServer
+from .harness import RETRY, TIMEOUT, client_kwargs, run
+
+pytestmark = pytest.mark.timeout(15)
+
+# Construction, closing and scheduling on a loaded two-core CI machine.
+SLACK = 0.75
+
+
+@pytest.fixture(params=["rest", "openai"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_no_first_byte_times_out_after_every_attempt(
+    server: FaultServer, mode: str, kind: str
+) -> None:
+    url = server.scenario(then=Fault.stall(10))
+    out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
+    assert isinstance(out.error, errors.TimeoutError), out.error
+    assert len(server.requests(url)) == RETRY.max_attempts
+    # Three attempts of one first-token budget each, well inside the total.
+    assert out.elapsed < RETRY.max_attempts * TIMEOUT.first_token + SLACK
+
+
+def test_slow_first_attempt_then_success(server: FaultServer, mode: str, kind: str) -> None:
+    url = server.scenario([Fault.stall(10)])
+    out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
+    assert out.error is None, out.error
+    assert len(server.requests(url)) == 2
+    assert out.elapsed < TIMEOUT.first_token + SLACK
+
+
+def test_answer_just_inside_first_token_budget_succeeds(
+    server: FaultServer, mode: str, kind: str
+) -> None:
+    url = server.scenario([Fault.stall(0.2)])
+    out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
+    assert out.error is None, out.error
+    assert len(server.requests(url)) == 1
+
+
+def test_stall_longer_than_total_ends_at_the_total(
+    server: FaultServer, mode: str, kind: str
+) -> None:
+    # first_token larger than total: only the total budget can end this call.
+    timeout = Timeout(connect=1, first_token=5, idle=5, total=1)
+    url = server.scenario(then=Fault.stall(10))
+    out = run(mode, f"{kind}:m", **client_kwargs(kind, url, timeout=timeout))
+    assert isinstance(out.error, errors.TimeoutError), out.error
+    assert out.elapsed < timeout.total + SLACK
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param(
+            "sync",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="sync Client does not enforce Timeout.total on a non-streamed call: "
+                "only httpx's per-read timeouts apply, so a reply trickled byte by byte "
+                "runs past the total",
+            ),
+        ),
+        "async",
+    ],
+)
+def test_reply_trickled_slower_than_total_times_out(
+    server: FaultServer, mode: str, kind: str
+) -> None:
+    # Each byte arrives well inside the read budget; the whole reply takes ~3 s.
+    timeout = Timeout(connect=1, first_token=0.5, idle=0.5, total=1)
+    url = server.scenario(then=Fault.trickle(0.012))
+    out = run(mode, f"{kind}:m", **client_kwargs(kind, url, timeout=timeout))
+    assert isinstance(out.error, errors.TimeoutError), out.error
+    assert out.elapsed < timeout.total + SLACK
+
+
+def test_per_call_timeout_overrides_the_client_default(server: FaultServer, mode: str) -> None:
+    # The client default would wait 5 s for a first byte; the call's 0.3 s wins.
+    url = server.scenario(then=Fault.stall(10))
+    slow = Timeout(connect=1, first_token=5, idle=5, total=10)
+    kwargs = client_kwargs("rest", url, timeout=slow, retry=RetryPolicy(max_attempts=1))
+    started = time.monotonic()
+    if mode == "sync":
+        with Client("rest:m", **kwargs) as c, pytest.raises(errors.TimeoutError):
+            c.chat("hi", timeout=0.3)
+    else:
+
+        async def go() -> None:
+            async with AsyncClient("rest:m", **kwargs) as c:
+                with pytest.raises(errors.TimeoutError):
+                    await c.chat("hi", timeout=0.3)
+
+        asyncio.run(go())
+    assert time.monotonic() - started < 0.3 + SLACK
+
+
+FIRST_TOKEN_BUG = (
+    "Timeout.first_token is not enforced when idle > first_token: httpx gets one read "
+    "timeout = max(first_token, idle) (_http.httpx_timeout / Timeout.read), and only "
+    "AsyncStream applies a first-token budget of its own"
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "stream"),
+    [
+        pytest.param("sync", False, marks=pytest.mark.xfail(strict=True, reason=FIRST_TOKEN_BUG)),
+        pytest.param("async", False, marks=pytest.mark.xfail(strict=True, reason=FIRST_TOKEN_BUG)),
+        pytest.param("sync", True, marks=pytest.mark.xfail(strict=True, reason=FIRST_TOKEN_BUG)),
+        ("async", True),
+    ],
+    ids=["sync-chat", "async-chat", "sync-stream", "async-stream"],
+)
+def test_first_token_budget_holds_when_idle_is_longer(
+    server: FaultServer, kind: str, mode: str, stream: bool
+) -> None:
+    """``Timeout(first_token=0.2, idle=1)``: a server silent for 0.6 s has missed the
+    first-token budget, whatever the idle budget allows between chunks later."""
+    timeout = Timeout(connect=1, first_token=0.2, idle=1.0, total=5)
+    url = server.scenario(then=Fault.stall(0.6))
+    out = run(
+        mode,
+        f"{kind}:m",
+        stream=stream,
+        **client_kwargs(kind, url, timeout=timeout, retry=RetryPolicy(max_attempts=1)),
+    )
+    assert isinstance(out.error, errors.TimeoutError), out.error
+    assert out.elapsed < 0.2 + SLACK
