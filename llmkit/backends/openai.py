@@ -446,13 +446,16 @@ class _OpenAIBase(BaseBackend):
             with self.sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
                 state.request_id = response.headers.get("x-request-id")
                 for data in response.iter_bytes():
+                    if state.done:
+                        continue  # drain to the end, as the async shell does
                     events = state.feed(data)
                     if events:
                         yield from events
-                    if state.done:
-                        break
                 yield from state.end()
         except (ProviderError, openai.OpenAIError, httpx.HTTPError) as exc:
+            if state.done and isinstance(exc, httpx.HTTPError):
+                yield from state.end()  # the reply was complete; only the drain failed
+                return
             error = self._stream_error(exc, model, state)
             if error is exc:
                 raise
@@ -487,14 +490,21 @@ class _OpenAIBase(BaseBackend):
         try:
             async with sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
                 state.request_id = response.headers.get("x-request-id")
+                # Read to the end even after [DONE] (servers end the body right after it):
+                # breaking out would leave httpx's own async generators suspended, to be
+                # finalised later by stray tasks the event loop schedules.
                 async for data in response.iter_bytes():
+                    if state.done:
+                        continue
                     for event in state.feed(data):
                         yield event
-                    if state.done:
-                        break
                 for event in state.end():
                     yield event
         except (ProviderError, openai.OpenAIError, httpx.HTTPError) as exc:
+            if state.done and isinstance(exc, httpx.HTTPError):
+                for event in state.end():  # the reply was complete; only the drain failed
+                    yield event
+                return
             error = self._stream_error(exc, model, state)
             if error is exc:
                 raise

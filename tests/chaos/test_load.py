@@ -234,19 +234,12 @@ async def test_cancelled_requests_release_slots_replicas_and_connections(
     await assert_nothing_leaked(server, threads_before)
 
 
-AGEN_BUG = (
-    "openai backend's astream breaks out of `async for data in response.iter_bytes()` at "
-    "[DONE] without closing that async generator; the GC later hands it to the loop, which "
-    "spawns an aclose() task per stream"
-)
-
-
 @pytest.mark.parametrize(
     ("kind", "fault"),
     [
         ("rest", Fault.ok()),
         ("rest", Fault.drop(after=2)),
-        pytest.param("openai", Fault.ok(), marks=pytest.mark.xfail(strict=True, reason=AGEN_BUG)),
+        ("openai", Fault.ok()),
         ("openai", Fault.drop(after=2)),
     ],
     ids=["rest-ok", "rest-dropped", "openai-ok", "openai-dropped"],
