@@ -20,6 +20,7 @@ from .timeouts import Timeout
 __all__ = [
     "DEFAULT_LIMITS",
     "USER_AGENT",
+    "allow_stream_gaps",
     "build_async_client",
     "build_client",
     "httpx_timeout",
@@ -35,18 +36,42 @@ DEFAULT_LIMITS = httpx.Limits(
 )
 
 
+def _finite(value: float) -> float | None:
+    return None if value == float("inf") else value
+
+
 def httpx_timeout(timeout: Timeout) -> httpx.Timeout:
-    """A :class:`Timeout` as httpx's per-phase timeout (read covers first byte and idle gaps)."""
+    """A :class:`Timeout` as httpx's per-phase timeout.
 
-    def finite(value: float) -> float | None:
-        return None if value == float("inf") else value
-
+    Reads wait at most ``first_token``: that bounds the wait for a non-streamed answer and
+    for a stream's response headers. Streams widen it with :func:`allow_stream_gaps` once
+    the headers are in.
+    """
+    finite = _finite
     return httpx.Timeout(
         connect=finite(min(timeout.connect, timeout.total)),
-        read=finite(min(timeout.read, timeout.total)),
+        read=finite(min(timeout.first_token, timeout.total)),
         write=finite(min(timeout.idle, timeout.total)),
         pool=finite(min(timeout.first_token, timeout.total)),
     )
+
+
+def allow_stream_gaps(
+    response: httpx.Response, timeout: Timeout, remaining: float | None = None
+) -> None:
+    """After a stream's headers arrived: let each body read wait ``max(first_token, idle)``.
+
+    httpcore reads the request's timeout extension when the body is first read, and passes
+    httpx's extension dict through unchanged, so changing it here applies to the body. (One
+    value for the whole body: the first chunk may still be the first token.) ``remaining``
+    (seconds to the call's deadline) caps it.
+    """
+    extension = response.request.extensions.get("timeout")
+    if isinstance(extension, dict):
+        limit = min(timeout.read, timeout.total)
+        if remaining is not None:
+            limit = min(limit, max(remaining, 0.001))  # never past the call's deadline
+        extension["read"] = _finite(limit)
 
 
 def _client_kwargs(

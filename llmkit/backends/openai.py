@@ -445,6 +445,9 @@ class _OpenAIBase(BaseBackend):
         try:
             with self.sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
                 state.request_id = response.headers.get("x-request-id")
+                _http.allow_stream_gaps(
+                    response.http_response, request.timeout, request.remaining()
+                )
                 for data in response.iter_bytes():
                     if state.done:
                         continue  # drain to the end, as the async shell does
@@ -490,6 +493,9 @@ class _OpenAIBase(BaseBackend):
         try:
             async with sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
                 state.request_id = response.headers.get("x-request-id")
+                _http.allow_stream_gaps(
+                    response.http_response, request.timeout, request.remaining()
+                )
                 # Read to the end even after [DONE] (servers end the body right after it):
                 # breaking out would leave httpx's own async generators suspended, to be
                 # finalised later by stray tasks the event loop schedules.

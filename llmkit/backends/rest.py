@@ -34,7 +34,13 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from .._http import build_async_client, build_client, httpx_timeout, map_transport_error
+from .._http import (
+    allow_stream_gaps,
+    build_async_client,
+    build_client,
+    httpx_timeout,
+    map_transport_error,
+)
 from ..errors import (
     ConnectionError,
     ProtocolError,
@@ -469,6 +475,7 @@ class RestBackend(BaseBackend):
                     response.read()
                     raise self._status_error(response, replica)
                 self._replicas.succeeded(replica)
+                allow_stream_gaps(response, request.timeout, request.remaining())
                 chunks = response.iter_bytes()
                 for data in chunks:
                     if end is not None and time.monotonic() > end:
@@ -572,6 +579,7 @@ class RestBackend(BaseBackend):
                     await response.aread()
                     raise self._status_error(response, replica)
                 self._replicas.succeeded(replica)
+                allow_stream_gaps(response, request.timeout, request.remaining())
                 chunks = response.aiter_bytes()
                 async for data in chunks:
                     if end is not None and time.monotonic() > end:

@@ -110,19 +110,12 @@ def test_per_call_timeout_overrides_the_client_default(server: FaultServer, mode
     assert time.monotonic() - started < 0.3 + SLACK
 
 
-FIRST_TOKEN_BUG = (
-    "Timeout.first_token is not enforced when idle > first_token: httpx gets one read "
-    "timeout = max(first_token, idle) (_http.httpx_timeout / Timeout.read), and only "
-    "AsyncStream applies a first-token budget of its own"
-)
-
-
 @pytest.mark.parametrize(
     ("mode", "stream"),
     [
-        pytest.param("sync", False, marks=pytest.mark.xfail(strict=True, reason=FIRST_TOKEN_BUG)),
-        pytest.param("async", False, marks=pytest.mark.xfail(strict=True, reason=FIRST_TOKEN_BUG)),
-        pytest.param("sync", True, marks=pytest.mark.xfail(strict=True, reason=FIRST_TOKEN_BUG)),
+        ("sync", False),
+        ("async", False),
+        ("sync", True),
         ("async", True),
     ],
     ids=["sync-chat", "async-chat", "sync-stream", "async-stream"],
