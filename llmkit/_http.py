@@ -158,7 +158,11 @@ def map_transport_error(
     secrets: Iterable[str | None] = (),
 ) -> ProviderError:
     """An httpx transport exception as the matching llmkit error (message redacted)."""
-    text = redact(str(exc) or type(exc).__name__, secrets)
+    original = str(exc) or type(exc).__name__
+    text = redact(original, secrets)
+    if text != original:
+        # The httpx exception stays attached as __cause__; it must not carry the secret either.
+        exc.args = (text,)
     if isinstance(exc, httpx.TimeoutException):
         phase = {
             httpx.ConnectTimeout: "connect",

@@ -145,7 +145,8 @@ class ProviderError(LLMError):
         body: Any = None,
         retryable: bool | None = None,
     ) -> None:
-        super().__init__(message)
+        # Last line of defence: whatever text a backend passes in, key-shaped strings go.
+        super().__init__(redact(message))
         if retryable is not None:
             self.retryable = retryable
         self.backend = backend
