@@ -12,16 +12,18 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 import respx
+from pydantic import BaseModel
 
 from llmkit import (
     AsyncClient,
     BadRequestError,
     Client,
+    OutputValidationError,
     RateLimitError,
     RetryPolicy,
     ServerError,
@@ -42,6 +44,13 @@ class Scripted:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
+    content: str = TEXT
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def chunks(self) -> list[str]:
+        if self.content == TEXT:
+            return CHUNKS
+        return [self.content[i : i + 7] for i in range(0, len(self.content), 7)]
 
 
 class ClosingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -66,14 +75,25 @@ class ClosingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         self.closed = True
 
 
-def sse(finish_reason: str) -> list[bytes]:
+def sse(item: Scripted) -> list[bytes]:
     base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m-1"}
+    deltas: list[dict[str, Any]] = [{"content": c} for c in item.chunks()]
+    for index, call in enumerate(item.tool_calls):
+        args = call["function"]["arguments"]
+        half = len(args) // 2
+        first = {"index": index, "id": call["id"], "type": "function"}
+        first["function"] = {"name": call["function"]["name"], "arguments": args[:half]}
+        deltas += [
+            {"tool_calls": [first]},
+            {"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]},
+        ]
     pieces = []
-    for i, chunk in enumerate(CHUNKS):
-        delta = {"role": "assistant", "content": chunk} if i == 0 else {"content": chunk}
+    for i, delta in enumerate(deltas):
+        if i == 0:
+            delta = {"role": "assistant", **delta}
         choice = {"index": 0, "delta": delta, "finish_reason": None}
         pieces.append(f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode())
-    last = {"index": 0, "delta": {}, "finish_reason": finish_reason}
+    last = {"index": 0, "delta": {}, "finish_reason": item.finish_reason}
     pieces.append(f"data: {json.dumps({**base, 'choices': [last]})}\n\n".encode())
     usage = {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1], "total_tokens": sum(USAGE)}
     pieces.append(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
@@ -81,7 +101,10 @@ def sse(finish_reason: str) -> list[bytes]:
     return pieces
 
 
-def completion(finish_reason: str) -> dict[str, Any]:
+def completion(item: Scripted) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": item.content or None}
+    if item.tool_calls:
+        message["tool_calls"] = item.tool_calls
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -90,8 +113,8 @@ def completion(finish_reason: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": TEXT},
-                "finish_reason": finish_reason,
+                "message": message,
+                "finish_reason": item.finish_reason,
             }
         ],
         "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1], "total_tokens": 20},
@@ -148,8 +171,9 @@ class FakeHarness(Harness):
         if item.status >= 500:
             return ServerError("unavailable", status_code=item.status)
         return Reply(
-            TEXT,
-            chunks=CHUNKS,
+            item.content,
+            chunks=item.chunks(),
+            tool_calls=item.tool_calls,
             usage=Usage(prompt_tokens=USAGE[0], completion_tokens=USAGE[1]),
             finish_reason=item.finish_reason,
         )
@@ -197,9 +221,9 @@ class HTTPHarness(Harness):
             body = {"error": {"message": "scripted failure", "type": "x", "code": None}}
             return httpx.Response(item.status, json=body, headers=item.headers)
         if json.loads(request.content).get("stream"):
-            stream = ClosingStream(sse(item.finish_reason), self.streams)
+            stream = ClosingStream(sse(item), self.streams)
             return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
-        return httpx.Response(200, json=completion(item.finish_reason))
+        return httpx.Response(200, json=completion(item))
 
     def client_kwargs(self) -> dict[str, Any]:
         return {"model": self.spec, "api_key": KEY, "base_url": self.url, "retry": self.retry()}
@@ -328,3 +352,139 @@ def test_leaving_a_stream_early_closes_it(harness: Harness, mode: str) -> None:
     assert [e.text for e in events] == CHUNKS[:2]
     assert response.text == "".join(CHUNKS[:2])
     assert harness.closed_streams() == 1
+
+
+# -- structured output and tools, the same on every backend ---------------------------------
+
+
+class Address(BaseModel):
+    city: str
+    country: str = "FR"
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+    address: Address
+    tags: list[str] = []
+
+
+PERSON = Person(name="Ada", age=36, address=Address(city="London", country="UK"), tags=["math"])
+
+
+def test_nested_model_round_trips(harness: Harness, mode: str) -> None:
+    harness.script = [Scripted(content=PERSON.model_dump_json())]
+    r = run(mode, harness.client_kwargs(), "chat", "Who?", response_model=Person)
+    assert r.parsed == PERSON
+    sent = harness.sent(0)
+    if "response_format" in sent:  # backends with native JSON-schema support
+        schema = sent["response_format"]["json_schema"]["schema"]
+        assert schema["$defs"]["Address"]["required"] == ["city"]
+    else:  # the others get the format in a system message
+        assert (
+            sent["messages"][0]["role"] == "system"
+            and '"address": {"city"' in sent["messages"][0]["content"]
+        )
+
+
+def test_invalid_output_is_reasked_then_raises(harness: Harness, mode: str) -> None:
+    bad = '{"name": "Ada", "age": "old"}'
+    harness.script = [Scripted(content=bad), Scripted(content=bad), Scripted(content=bad)]
+    with pytest.raises(OutputValidationError) as info:
+        run(mode, harness.client_kwargs(), "chat", "Who?", response_model=Person)
+    assert info.value.raw_text == bad and info.value.attempts == 3
+    assert harness.calls() == 3
+    third = harness.sent(2)["messages"]
+    assert third[-2] == {"role": "assistant", "content": bad}
+    assert "age" in third[-1]["content"] and "address" in third[-1]["content"]
+
+
+def lookup_city(
+    name: str,
+    unit: Literal["celsius", "fahrenheit"] = "celsius",
+    near: Address | None = None,
+) -> dict[str, Any]:
+    """Look up the weather of a city.
+
+    Args:
+        name: the city.
+    """
+    return {"city": name, "temp": 21, "unit": unit}
+
+
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "lookup_city", "arguments": '{"name": "Paris"}'},
+}
+
+
+def test_function_tool_schema_in_the_outgoing_request(harness: Harness, mode: str) -> None:
+    harness.script = [Scripted()]
+    run(
+        mode,
+        harness.client_kwargs(),
+        "chat",
+        "Weather?",
+        tools=[lookup_city],
+        tool_choice="required",
+    )
+    sent = harness.sent(0)
+    (tool,) = sent["tools"]
+    fn = tool["function"]
+    assert tool["type"] == "function" and fn["name"] == "lookup_city"
+    assert fn["description"] == "Look up the weather of a city."
+    params = fn["parameters"]
+    assert params["required"] == ["name"]
+    assert params["properties"]["name"]["description"] == "the city."
+    assert params["properties"]["unit"] == {
+        "default": "celsius",
+        "enum": ["celsius", "fahrenheit"],
+        "type": "string",
+    }
+    assert params["$defs"]["Address"]["properties"]["city"] == {"title": "City", "type": "string"}
+    assert sent["tool_choice"] == "required"
+
+
+def test_two_turn_tool_loop(harness: Harness, mode: str) -> None:
+    harness.script = [
+        Scripted(content="", tool_calls=[CALL], finish_reason="tool_calls"),
+        Scripted(content="21 degrees in Paris."),
+    ]
+    kwargs = harness.client_kwargs()
+    if mode == "sync":
+        with Client(**kwargs) as client:
+            r = client.run_tools("Weather in Paris?", [lookup_city])
+    else:
+
+        async def go() -> Any:
+            async with AsyncClient(**kwargs) as client:
+                return await client.run_tools("Weather in Paris?", [lookup_city])
+
+        r = asyncio.run(go())
+    assert r.text == "21 degrees in Paris."
+    second = harness.sent(1)["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "tool"]
+    assert second[1]["tool_calls"] == [CALL]
+    assert second[2]["tool_call_id"] == "call_1"
+    assert json.loads(second[2]["content"]) == {"city": "Paris", "temp": 21, "unit": "celsius"}
+
+
+def test_streamed_tool_calls_accumulate(harness: Harness, mode: str) -> None:
+    other = {
+        "id": "call_2",
+        "type": "function",
+        "function": {"name": "lookup_city", "arguments": '{"name": "Lyon", "unit": "fahrenheit"}'},
+    }
+    item = Scripted(content="", tool_calls=[CALL, other], finish_reason="tool_calls")
+    harness.script = [item, item]
+    kwargs = harness.client_kwargs()
+    chat = run(mode, kwargs, "chat", "q", tools=[lookup_city])
+    events, streamed = run(mode, kwargs, "stream", "q", tools=[lookup_city])
+    assert [e.type for e in events].count("tool_call") == 4
+    assert streamed.tool_calls == chat.tool_calls
+    assert [c.parsed_arguments for c in streamed.tool_calls] == [
+        {"name": "Paris"},
+        {"name": "Lyon", "unit": "fahrenheit"},
+    ]
+    assert streamed.finish_reason == "tool_calls"
