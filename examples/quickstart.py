@@ -28,8 +28,8 @@ def main() -> None:
             f"{time.perf_counter() - start:.1f}s including loading)\n"
         )
 
-        print("Q: Name three uses of a paperclip.\nA: ", end="", flush=True)
-        with client.stream("Name three uses of a paperclip.", max_tokens=80) as stream:
+        print("Q: Explain in two sentences why the sky is blue.\nA: ", end="", flush=True)
+        with client.stream("Explain in two sentences why the sky is blue.", max_tokens=80) as stream:
             for event in stream:
                 print(event.text, end="", flush=True)
         final = stream.response
