@@ -29,7 +29,9 @@ def main() -> None:
         )
 
         print("Q: Explain in two sentences why the sky is blue.\nA: ", end="", flush=True)
-        with client.stream("Explain in two sentences why the sky is blue.", max_tokens=80) as stream:
+        with client.stream(
+            "Explain in two sentences why the sky is blue.", max_tokens=80
+        ) as stream:
             for event in stream:
                 print(event.text, end="", flush=True)
         final = stream.response
