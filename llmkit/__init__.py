@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 _LAZY: dict[str, str] = {
     "AsyncClient": "client",
     "AsyncStream": "client",
+    "CircuitBreaker": "circuit",
     "Client": "client",
     "Hooks": "client",
     "Stream": "client",
@@ -85,6 +86,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from . import errors
+    from .circuit import CircuitBreaker
     from .client import AsyncClient, AsyncStream, Client, Hooks, Stream
     from .errors import (
         AuthenticationError,
@@ -140,6 +142,7 @@ __all__ = [
     "BackendUnavailable",
     "BadRequestError",
     "ChatResponse",
+    "CircuitBreaker",
     "Client",
     "ConfigError",
     "ConflictError",

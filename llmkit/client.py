@@ -26,12 +26,14 @@ from pydantic import BaseModel, ValidationError
 
 from . import structured
 from .backends.base import Backend
+from .circuit import CircuitBreaker
 from .config import ProfileSettings, load_config, parse_spec, resolve_default
 from .errors import (
     ConfigError,
     InvalidInputError,
     LLMError,
     OutputValidationError,
+    ServerError,
     TimeoutError,
     UnsupportedFeatureError,
 )
@@ -92,6 +94,29 @@ class _Target:
     backend: Backend
     retry: RetryPolicy
     owned: bool  # the client built it, so the client closes it
+    breaker: CircuitBreaker | None = None
+
+    def circuit_open_error(self) -> ServerError:
+        error = ServerError(
+            f"circuit open: {_spec_label(self.backend)} failed repeatedly; skipped until its cool-down ends",
+            backend=self.backend.name,
+            model=self.backend.model,
+        )
+        error.circuit_open = True  # type: ignore[attr-defined]  # fall back, don't retry
+        return error
+
+    def check_circuit(self) -> None:
+        if self.breaker is not None and not self.breaker.allow():
+            raise self.circuit_open_error()
+
+    def record(self, error: BaseException | None) -> None:
+        """Feed one attempt's outcome to the breaker (only backend-health failures count)."""
+        if self.breaker is None:
+            return
+        if error is None:
+            self.breaker.record_success()
+        elif isinstance(error, LLMError) and error.retryable:
+            self.breaker.record_failure()
 
 
 @dataclass
@@ -230,6 +255,7 @@ class _ClientCore:
         system: str | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         hooks: Hooks | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
         **options: Any,
     ) -> None:
         self._closed = False
@@ -259,6 +285,7 @@ class _ClientCore:
                         "system": system,
                         "max_concurrency": max_concurrency,
                         "hooks": hooks,
+                        "circuit_breaker": circuit_breaker,
                         **options,
                     },
                 )
@@ -289,6 +316,10 @@ class _ClientCore:
                 backend_options["base_url"] = base_url
             primary = _Target(self._build_backend(model, backend_options), self._retry, owned=True)
         self._targets = [primary, *self._fallback_targets(fallbacks)]
+        if circuit_breaker is not None:
+            for target in self._targets:
+                if target.breaker is None:
+                    target.breaker = circuit_breaker.fresh()
 
     # -- construction helpers ------------------------------------------------------------
 
@@ -683,7 +714,7 @@ class Client(_ClientCore):
                     try:
                         return self._attempt(call, target, request, op), target
                     except LLMError as error:
-                        if not error.retryable or target.retry.max_attempts < 2:
+                        if not target.retry.is_retryable(error) or target.retry.max_attempts < 2:
                             raise
                         first_failure = error
                     for attempt in call.retry_controller(target, first_failure, self._retry_hook()):
@@ -703,13 +734,19 @@ class Client(_ClientCore):
     ) -> T:
         call.attempts += 1
         call.check_deadline(target)
+        target.check_circuit()
         self._before_attempt(request)
         if not self._slots.acquire(timeout=call.seconds_left()):
             raise call.queue_timeout(target)
         try:
-            return op(target.backend, request)
+            result = op(target.backend, request)
+        except BaseException as error:
+            target.record(error)
+            raise
         finally:
             self._slots.release()
+        target.record(None)
+        return result
 
     def chat(
         self,
@@ -1141,7 +1178,7 @@ class AsyncClient(_ClientCore):
                     try:  # fast path, as in Client._run
                         return await self._attempt(call, target, request, op), target
                     except LLMError as error:
-                        if not error.retryable or target.retry.max_attempts < 2:
+                        if not target.retry.is_retryable(error) or target.retry.max_attempts < 2:
                             raise
                         first_failure = error
                     async for attempt in call.async_retry_controller(
@@ -1167,11 +1204,18 @@ class AsyncClient(_ClientCore):
     ) -> T:
         call.attempts += 1
         call.check_deadline(target)
+        target.check_circuit()
         self._before_attempt(request)
 
         async def guarded() -> T:
             async with self._async_slots():
-                return await op(target.backend, request)
+                try:
+                    result = await op(target.backend, request)
+                except BaseException as error:
+                    target.record(error)
+                    raise
+                target.record(None)
+                return result
 
         return await _with_budget(
             guarded(), call.seconds_left(), functools.partial(call.total_timeout, target)

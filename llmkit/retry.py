@@ -108,7 +108,12 @@ class RetryPolicy(BaseModel):
 
     @staticmethod
     def is_retryable(error: BaseException) -> bool:
-        return isinstance(error, LLMError) and error.retryable
+        # An open circuit falls back at once: retrying the same backend cannot help.
+        return (
+            isinstance(error, LLMError)
+            and error.retryable
+            and not getattr(error, "circuit_open", False)
+        )
 
     def _controller_kwargs(
         self, deadline: float | None, on_retry: Callable[[Any], None] | None

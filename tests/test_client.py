@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -481,3 +482,53 @@ def test_batch_uses_a_native_backend_batch(driver) -> None:
     assert [r.text for r in results] == ["cba", "zyx"]
     assert backend.batches == [2]
     assert all(r.backend == "fake:fake-model" and r.usage.completion_tokens > 0 for r in results)
+
+
+def test_circuit_breaker_opens_falls_back_and_probes(driver) -> None:
+    from llmkit import CircuitBreaker
+
+    clock = SleepRecorder()
+    health = {"up": False}
+
+    def primary_answer(request):
+        if not health["up"]:
+            raise ServerError("down", status_code=503)
+        return Reply("primary back")
+
+    primary = FakeBackend([primary_answer], model="primary")
+    backup = FakeBackend(["from backup"], model="backup")
+    kwargs = {
+        "backend": primary,
+        "retry": instant_retry(RetryPolicy(max_attempts=2)),
+        "fallbacks": [Client(backend=backup)],
+        "circuit_breaker": CircuitBreaker(failure_threshold=2, cooldown=10, clock=clock.clock),
+    }
+    client_cls = AsyncClient if driver.is_async else Client
+    client = client_cls(**kwargs)
+
+    def call() -> Any:
+        return asyncio.run(client.chat("q")) if driver.is_async else client.chat("q")
+
+    assert call().backend == "fake:backup"  # two failures open the circuit
+    assert len(primary.requests) == 2
+    assert client._targets[0].breaker.state == "open"
+    assert call().backend == "fake:backup"  # open: the primary is not even tried
+    assert len(primary.requests) == 2
+    clock.now += 10  # cool-down over: one probe goes through, and fails
+    assert call().backend == "fake:backup"
+    assert len(primary.requests) == 3 and client._targets[0].breaker.state == "open"
+    clock.now += 10
+    health["up"] = True
+    assert call().text == "primary back"  # the probe succeeds and closes the circuit
+    assert client._targets[0].breaker.state == "closed"
+
+
+def test_non_retryable_errors_do_not_trip_the_breaker() -> None:
+    from llmkit import BadRequestError, CircuitBreaker
+
+    fake = FakeBackend([BadRequestError("bad")])
+    client = Client(backend=fake, circuit_breaker=CircuitBreaker(failure_threshold=1))
+    for _ in range(3):
+        with pytest.raises(BadRequestError):
+            client.chat("q")
+    assert client._targets[0].breaker.state == "closed" and len(fake.requests) == 3

@@ -15,6 +15,7 @@ EXPECTED = [
     "BackendUnavailable",
     "BadRequestError",
     "ChatResponse",
+    "CircuitBreaker",
     "Client",
     "ConfigError",
     "ConflictError",
