@@ -24,6 +24,7 @@ _LAZY: dict[str, str] = {
     "Stream": "client",
     "Example": "prompts",
     "Prompt": "prompts",
+    "RateLimit": "ratelimit",
     "RetryPolicy": "retry",
     "Timeout": "timeouts",
     "available_backends": "registry",
@@ -115,6 +116,7 @@ if TYPE_CHECKING:
         TimeoutError as TimeoutError,
     )
     from .prompts import Example, Prompt
+    from .ratelimit import RateLimit
     from .registry import available_backends, register_backend
     from .retry import RetryPolicy
     from .timeouts import Timeout
@@ -160,6 +162,7 @@ __all__ = [
     "PromptError",
     "ProtocolError",
     "ProviderError",
+    "RateLimit",
     "RateLimitError",
     "RetryPolicy",
     "ServerError",

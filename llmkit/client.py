@@ -33,11 +33,13 @@ from .errors import (
     InvalidInputError,
     LLMError,
     OutputValidationError,
+    RateLimitError,
     ServerError,
     TimeoutError,
     UnsupportedFeatureError,
 )
 from .prompts import Prompt
+from .ratelimit import RateLimit
 from .registry import get_backend_class
 from .retry import RetryPolicy
 from .streaming import StreamAccumulator
@@ -53,6 +55,7 @@ from .types import (
     NotGiven,
     StreamEvent,
     Usage,
+    estimate_tokens,
     normalize_messages,
 )
 
@@ -256,6 +259,7 @@ class _ClientCore:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         hooks: Hooks | None = None,
         circuit_breaker: CircuitBreaker | None = None,
+        rate_limit: RateLimit | None = None,
         **options: Any,
     ) -> None:
         self._closed = False
@@ -265,6 +269,7 @@ class _ClientCore:
             )
         self._max_concurrency = max_concurrency
         self._hooks = hooks or Hooks()
+        self._rate_limit = rate_limit
         self._usage_lock = threading.Lock()
         self._usage_totals: dict[str, Usage] = {}
         self._setup_concurrency()
@@ -286,6 +291,7 @@ class _ClientCore:
                         "max_concurrency": max_concurrency,
                         "hooks": hooks,
                         "circuit_breaker": circuit_breaker,
+                        "rate_limit": rate_limit,
                         **options,
                     },
                 )
@@ -521,6 +527,8 @@ class _ClientCore:
         if usage.estimated and usage.total_tokens == 0:
             completion = response.text + "".join(tc.arguments for tc in response.tool_calls)
             response.usage = Usage.estimate(call.prompt_text(), completion)
+        if self._rate_limit is not None:
+            self._rate_limit.charge(response.usage.completion_tokens)
         with self._usage_lock:
             previous = self._usage_totals.get(response.backend)
             self._usage_totals[response.backend] = (
@@ -592,6 +600,22 @@ class _ClientCore:
         ]
         target = self._targets[0]
         return calls, [c.request_for(target) for c in calls], run
+
+    def _rate_wait(self, call: _Call, target: _Target) -> float:
+        """Seconds this attempt must wait for the client's rate limit (0 without one)."""
+        if self._rate_limit is None:
+            return 0.0
+        wait = self._rate_limit.reserve(estimate_tokens(call.prompt_text()))
+        if wait > call.seconds_left():
+            raise RateLimitError(
+                f"the client-side rate limit allows the next request in {wait:.1f}s, after the "
+                "call's deadline",
+                backend=target.backend.name,
+                model=target.backend.model,
+                retry_after=wait,
+                retryable=False,
+            )
+        return wait
 
     def _before_attempt(self, request: ChatRequest | CompletionRequest) -> None:
         if self._hooks.on_request is not None:
@@ -735,6 +759,9 @@ class Client(_ClientCore):
         call.attempts += 1
         call.check_deadline(target)
         target.check_circuit()
+        wait = self._rate_wait(call, target)
+        if wait:
+            self._rate_limit.sleep(wait)  # type: ignore[union-attr]
         self._before_attempt(request)
         if not self._slots.acquire(timeout=call.seconds_left()):
             raise call.queue_timeout(target)
@@ -1205,6 +1232,9 @@ class AsyncClient(_ClientCore):
         call.attempts += 1
         call.check_deadline(target)
         target.check_circuit()
+        wait = self._rate_wait(call, target)
+        if wait:
+            await self._rate_limit.async_sleep(wait)  # type: ignore[union-attr]
         self._before_attempt(request)
 
         async def guarded() -> T:

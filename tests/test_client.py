@@ -532,3 +532,47 @@ def test_non_retryable_errors_do_not_trip_the_breaker() -> None:
         with pytest.raises(BadRequestError):
             client.chat("q")
     assert client._targets[0].breaker.state == "closed" and len(fake.requests) == 3
+
+
+def test_rate_limit_requests_per_minute(driver) -> None:
+    from llmkit import RateLimit
+
+    clock = SleepRecorder()
+    limit = RateLimit(
+        requests_per_minute=3, clock=clock.clock, sleep=clock.sleep, async_sleep=clock.async_sleep
+    )
+    fake = FakeBackend(["ok"])
+    client_cls = AsyncClient if driver.is_async else Client
+    client = client_cls(backend=fake, rate_limit=limit)
+    for _ in range(5):
+        asyncio.run(client.chat("q")) if driver.is_async else client.chat("q")
+    # three at once, then one every 20 s (3 per minute); the waits are reserved in order
+    assert clock.sleeps == [pytest.approx(20.0), pytest.approx(20.0)]
+    assert len(fake.requests) == 5
+
+
+def test_rate_limit_tokens_per_minute_counts_prompt_and_completion() -> None:
+    from llmkit import RateLimit
+
+    clock = SleepRecorder()
+    limit = RateLimit(tokens_per_minute=120, clock=clock.clock, sleep=clock.sleep)
+    reply = Reply("x", usage=Usage(prompt_tokens=10, completion_tokens=50))
+    client = Client(backend=FakeBackend([reply]), rate_limit=limit)
+    prompt = "p" * 40  # ~10 tokens by estimate
+    client.chat(prompt)  # 10 reserved before sending, 50 charged after: 60 of 120 left
+    client.chat(prompt)  # the same again: 0 left, and no wait so far
+    assert clock.sleeps == []
+    client.chat(prompt)  # 10 short: 5 s at the refill rate of 2 tokens a second
+    assert clock.sleeps == [pytest.approx(5.0)]
+
+
+def test_rate_limit_past_the_deadline_fails_fast() -> None:
+    from llmkit import RateLimit
+
+    clock = SleepRecorder()
+    limit = RateLimit(requests_per_minute=1, clock=clock.clock, sleep=clock.sleep)
+    client = Client(backend=FakeBackend(["ok"]), rate_limit=limit, timeout=5)
+    client.chat("q")
+    with pytest.raises(RateLimitError, match="client-side rate limit"):
+        client.chat("q")
+    assert clock.sleeps == []

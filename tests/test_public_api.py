@@ -33,6 +33,7 @@ EXPECTED = [
     "PromptError",
     "ProtocolError",
     "ProviderError",
+    "RateLimit",
     "RateLimitError",
     "RetryPolicy",
     "ServerError",
