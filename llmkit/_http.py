@@ -29,10 +29,11 @@ __all__ = [
 
 USER_AGENT = f"llmkit/{__version__}"
 
-# Enough keep-alive connections for a busy client; the client-side concurrency cap (not the
-# pool) is what should queue requests.
+# httpx's own defaults. A bigger pool measured 2.5x slower for 1,000 concurrent requests:
+# httpcore scans every connection for every queued request, so more (idle) connections cost
+# more than they save. The client's max_concurrency cap is what queues requests.
 DEFAULT_LIMITS = httpx.Limits(
-    max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0
 )
 
 

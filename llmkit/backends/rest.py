@@ -111,8 +111,8 @@ class RestSettings(BaseModel):
     )
     verify: bool | str = Field(default=True, description="TLS verification, or a CA bundle path")
     http2: bool = Field(default=False, description="HTTP/2 (needs the h2 package)")
-    max_connections: int = Field(default=256, ge=1)
-    max_keepalive_connections: int = Field(default=64, ge=0)
+    max_connections: int = Field(default=100, ge=1)
+    max_keepalive_connections: int = Field(default=20, ge=0)
     balance: Balance = "round_robin"
     cooldown: float = Field(default=30.0, ge=0, description="seconds a failed replica is skipped")
     failover: bool = Field(default=True, description="retry on the next replica after a failure")
