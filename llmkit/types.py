@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
@@ -590,13 +590,6 @@ class CompletionRequest:
 
     def prompt_text(self) -> str:
         return self.prompt
-
-
-def iter_text(events: Iterable[Any]) -> Iterable[str]:
-    """Yield the text deltas of an event iterable."""
-    for event in events:
-        if event.text:
-            yield event.text
 
 
 class NotGiven:

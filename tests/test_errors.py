@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from llmkit import errors
@@ -121,10 +119,9 @@ def test_usage_mistakes_are_value_errors() -> None:
     assert not issubclass(errors.ConfigError, errors.ProviderError)
 
 
-def test_instance_can_override_retryable(caplog: pytest.LogCaptureFixture) -> None:
+def test_instance_can_override_retryable() -> None:
     err = TimeoutError("spent", retryable=False)
     assert not err.retryable and TimeoutError("x").retryable
-    caplog.set_level(logging.DEBUG)
 
 
 def test_error_inside_a_stream_is_redacted() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmkit import Prompt, PromptError
-from llmkit.testing import FakeBackend, fake_client
+from llmkit import Client, Prompt, PromptError
+from llmkit.testing import FakeBackend
 
 
 def test_render_system_examples_and_user() -> None:
@@ -46,8 +46,7 @@ def test_literal_braces_and_mapping_argument() -> None:
 
 def test_client_accepts_prompt_with_variables() -> None:
     fake = FakeBackend(["ok"])
-    client = fake_client()
-    client = type(client)(backend=fake)
+    client = Client(backend=fake)
     prompt = Prompt(system="Answer in {lang}.", user="{q}")
     client.chat(prompt, variables={"lang": "French", "q": "Hi"})
     assert [m.text for m in fake.requests[0].messages] == ["Answer in French.", "Hi"]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import sys
-import types
 from importlib import metadata
 
 import pytest
@@ -37,12 +36,8 @@ def test_register_backend_at_run_time() -> None:
     assert client.chat("hi").text == "hi"
 
 
-def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("llmkit_test_needs_missing")
-    module.__dict__["__file__"] = "<test>"
+def test_missing_extra_names_the_install_command() -> None:
     code = "import surely_not_installed_pkg\nclass B: pass\n"
-    monkeypatch.setitem(sys.modules, "llmkit_test_needs_missing", None)  # force a fresh import
-    monkeypatch.delitem(sys.modules, "llmkit_test_needs_missing")
     import importlib.abc
     import importlib.machinery
 

@@ -8,6 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmkit import Client
 from llmkit.streaming import StreamAccumulator
 from llmkit.testing import FakeBackend, Reply, fake_client
 from llmkit.types import FinishEvent, TextDelta, ToolCall, ToolCallDelta, Usage, UsageEvent
@@ -98,7 +99,6 @@ def test_repeated_tool_name_is_not_doubled() -> None:
 
 def test_fake_backend_requests_are_recorded() -> None:
     fake = FakeBackend()
-    client = fake_client()
-    client = type(client)(backend=fake)
+    client = Client(backend=fake)
     assert client.chat("echo this").text == "echo this"
     assert len(fake.requests) == 1

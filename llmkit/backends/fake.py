@@ -159,10 +159,6 @@ class FakeBackend(BaseBackend):
         self.closed_streams = 0
         self.closed = False
 
-    @classmethod
-    def from_spec_model(cls, model: str, **options: Any) -> FakeBackend:
-        return cls(model=model, **options)
-
     def _next(self, request: ChatRequest | CompletionRequest) -> Reply | ChatResponse:
         with self._lock:
             self.requests.append(request)
