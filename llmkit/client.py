@@ -20,11 +20,11 @@ import time
 from builtins import TimeoutError as TimeoutError_
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
-from . import structured
+from . import _telemetry, structured
 from .backends.base import Backend
 from .circuit import CircuitBreaker
 from .config import ProfileSettings, load_config, parse_spec, resolve_default
@@ -58,6 +58,9 @@ from .types import (
     estimate_tokens,
     normalize_messages,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Hooks", "Stream"]
 
@@ -136,6 +139,9 @@ class _Call:
     response_model: type[BaseModel] | None = None
     reasks_left: int = 0
     attempts: int = field(default=0)
+    stream: bool = False  # set by the stream objects: their span ends with the stream
+    traced: bool = False  # the span was started (or found not to be recorded)
+    span: _telemetry.CallSpan | None = field(default=None, repr=False)
     _first_failure: LLMError | None = field(default=None, repr=False)
 
     @property
@@ -260,6 +266,8 @@ class _ClientCore:
         hooks: Hooks | None = None,
         circuit_breaker: CircuitBreaker | None = None,
         rate_limit: RateLimit | None = None,
+        tracing: bool | None = None,
+        tracer_provider: TracerProvider | None = None,
         **options: Any,
     ) -> None:
         self._closed = False
@@ -270,6 +278,8 @@ class _ClientCore:
         self._max_concurrency = max_concurrency
         self._hooks = hooks or Hooks()
         self._rate_limit = rate_limit
+        # Resolved once per client; None when tracing is off or OpenTelemetry is absent.
+        self._tracer = _telemetry.tracer_for(tracing, tracer_provider)
         self._usage_lock = threading.Lock()
         self._usage_totals: dict[str, Usage] = {}
         self._setup_concurrency()
@@ -292,6 +302,8 @@ class _ClientCore:
                         "hooks": hooks,
                         "circuit_breaker": circuit_breaker,
                         "rate_limit": rate_limit,
+                        "tracing": tracing,
+                        "tracer_provider": tracer_provider,
                         **options,
                     },
                 )
@@ -545,6 +557,10 @@ class _ClientCore:
             response.usage.completion_tokens,
             call.attempts,
         )
+        if call.span is not None:
+            call.span.response(
+                response, target.backend, call.attempts, end=call.response_model is None
+            )
         return response
 
     @staticmethod
@@ -555,15 +571,20 @@ class _ClientCore:
         parsed, errors = structured.validate_output(response.text, call.response_model)
         if parsed is not None:
             response.parsed = parsed
+            if call.span is not None:
+                call.span.succeed(call.attempts)
             return None
         if call.reasks_left <= 0:
-            raise OutputValidationError(
+            error = OutputValidationError(
                 f"the model's reply did not validate against {call.response_model.__name__}: "
                 f"{errors[0].get('msg') if errors else 'invalid'}",
                 raw_text=response.text,
                 errors=errors,
                 attempts=DEFAULT_STRUCTURED_REASKS - call.reasks_left + 1,
             )
+            if call.span is not None:
+                call.span.fail(error, call.attempts)
+            raise error
         return dataclasses.replace(
             call,
             messages=[
@@ -621,23 +642,49 @@ class _ClientCore:
         if self._hooks.on_request is not None:
             self._hooks.on_request(request)
 
-    def _after_failure(self, error: BaseException) -> None:
+    def _trace_enter(self, call: _Call) -> object | None:
+        """Start the call's span before its first attempt (once: structured re-asks share
+        it; a stream's starts when the stream opens) and make it current while the call
+        runs, so spans of instrumented HTTP clients nest under it. Returns the token."""
+        if self._tracer is None:
+            return None
+        if not call.traced:
+            call.traced = True
+            call.span = self._tracer.start(
+                "text_completion" if call.kind == "complete" else "chat",
+                self._targets[0].backend,
+                call.params,
+                stream=call.stream,
+            )
+        return call.span.activate() if call.span is not None else None
+
+    def _after_failure(self, error: BaseException, call: _Call) -> None:
+        if call.span is not None:
+            call.span.fail(error, call.attempts)
         if self._hooks.on_error is not None:
             self._hooks.on_error(error)
 
-    def _retry_hook(self) -> Callable[[Any], None] | None:
-        hook = self._hooks.on_retry
-        if hook is None:
+    def _retry_hook(self, call: _Call) -> Callable[[Any], None] | None:
+        hook, span = self._hooks.on_retry, call.span
+        if hook is None and span is None:
             return None
 
         def on_retry(state: Any) -> None:
-            hook(state.outcome.exception(), state.attempt_number)
+            error = state.outcome.exception()
+            if span is not None:
+                span.retry(error, state.attempt_number, state.upcoming_sleep)
+            if hook is not None:
+                hook(error, state.attempt_number)
 
         return on_retry
 
-    def _should_fall_back(self, error: LLMError, index: int) -> bool:
+    def _should_fall_back(self, error: LLMError, index: int, call: _Call) -> bool:
         if index + 1 >= len(self._targets) or not error.retryable:
             return False
+        if call.span is not None:
+            call.span.fallback(
+                error, self._targets[index].backend, self._targets[index + 1].backend
+            )
         logger.warning(
             "backend %s failed with %s; falling back to %s",
             _spec_label(self._targets[index].backend),
@@ -696,6 +743,9 @@ class Client(_ClientCore):
         fallbacks: specs or clients tried in order when this backend fails with a retryable
             error after its retries.
         system: a default system prompt.
+        tracing: an OpenTelemetry span per call (GenAI semantic conventions) when
+            ``opentelemetry-api`` is installed (``llmkit[otel]``); ``False`` turns it off.
+        tracer_provider: an OpenTelemetry ``TracerProvider`` to use instead of the global one.
         **options: ``temperature``, ``max_tokens``, ... become per-call defaults; anything
             else is a backend option (``dialect=`` for rest, ``device=`` for hf, ...).
     """
@@ -730,6 +780,7 @@ class Client(_ClientCore):
 
     def _run(self, call: _Call, op: Callable[[Backend, Any], T]) -> tuple[T, _Target]:
         """One logical call: retries per target, then fallbacks in order."""
+        token = self._trace_enter(call)
         try:
             for index, target in enumerate(self._targets):
                 request = call.request_for(target)
@@ -741,16 +792,21 @@ class Client(_ClientCore):
                         if not target.retry.is_retryable(error) or target.retry.max_attempts < 2:
                             raise
                         first_failure = error
-                    for attempt in call.retry_controller(target, first_failure, self._retry_hook()):
+                    for attempt in call.retry_controller(
+                        target, first_failure, self._retry_hook(call)
+                    ):
                         with attempt:
                             call.replay_first_failure()
                             return self._attempt(call, target, request, op), target
                 except LLMError as error:
-                    if not self._should_fall_back(error, index):
+                    if not self._should_fall_back(error, index, call):
                         raise
         except BaseException as error:
-            self._after_failure(error)
+            self._after_failure(error, call)
             raise
+        finally:
+            if token is not None:
+                _telemetry.CallSpan.deactivate(token)
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
 
     def _attempt(
@@ -968,7 +1024,8 @@ class Client(_ClientCore):
         ``tools`` are Python functions, pydantic models or :class:`~llmkit.Tool` objects
         built from them. A tool that raises, or is called with invalid arguments, sends the
         error text back to the model. If the model still calls tools on the last turn, that
-        response is returned as it is (check ``response.tool_calls``).
+        response is returned as it is (check ``response.tool_calls``). A ``tool_choice`` that
+        forces a call applies to the first turn only; later turns use ``"auto"``.
         """
         box = ToolBox(tools)
         conversation = self._conversation(messages, variables)
@@ -977,10 +1034,20 @@ class Client(_ClientCore):
             response = self.chat(conversation, tools=box.tools, **chat_options)
             if not response.tool_calls:
                 return response
+            chat_options = _after_tool_turn(chat_options)
             conversation = [*conversation, response.message]
             conversation += [execute(call, box.by_name) for call in response.tool_calls]
         assert response is not None
         return response
+
+
+def _after_tool_turn(chat_options: dict[str, Any]) -> dict[str, Any]:
+    """The options for the turn after the model called tools: a ``tool_choice`` that forces
+    a call (``"required"`` or a named tool) goes back to ``"auto"``, or the model could never
+    give its final answer and the loop would only end at ``max_turns``."""
+    if chat_options.get("tool_choice", "auto") in ("auto", "none"):
+        return chat_options
+    return {**chat_options, "tool_choice": "auto"}
 
 
 def _open_stream(backend: Backend, request: Any) -> tuple[Iterator[Any], Any]:
@@ -1011,11 +1078,35 @@ class _StreamState(Generic[T]):
         self._closed = False
         self._response: ChatResponse | None = None
         self._events_seen = 0
+        call.stream = True  # the span lives from opening the stream to its end
 
     def _started(self, iterator: T, first: Any, target: _Target) -> None:
         self._iterator, self._pending, self._target = iterator, first, target
         self._accumulator = StreamAccumulator(
             model=target.backend.model, backend=_spec_label(target.backend)
+        )
+        if self._call.span is not None:
+            self._call.span.stream_started(target.backend, first is not None)
+
+    def _trace_end(self, error: BaseException | None = None) -> None:
+        """End the stream's span: with ``error``, else finished or closed early."""
+        span = self._call.span
+        if span is None or span.ended:
+            return
+        if error is not None:
+            span.fail(error, self._call.attempts)
+            return
+        acc = self._accumulator
+        usage = None
+        if acc is not None:
+            usage = acc.usage or Usage.estimate(self._call.prompt_text(), acc.text)
+        span.stream_done(
+            id=acc.id if acc is not None else None,
+            model=acc.model if acc is not None else None,
+            finish_reason=acc.finish_reason if acc is not None else None,
+            usage=usage,
+            attempts=self._call.attempts,
+            closed_early=not self._finished,
         )
 
     def _budget(self) -> float:
@@ -1095,14 +1186,18 @@ class Stream(_StreamState[Iterator[Any]]):
             raise StopIteration
         assert self._iterator is not None
         if time.monotonic() >= self._call.deadline:
+            error = self._deadline_error()
+            self._trace_end(error)
             self.close()
-            raise self._deadline_error()
+            raise error
         try:
             event = next(self._iterator)
         except StopIteration:
             self._finished = True
+            self._trace_end()
             raise
-        except BaseException:
+        except BaseException as error:
+            self._trace_end(error)
             self.close()
             raise
         return self._seen(event)  # type: ignore[no-any-return]
@@ -1112,6 +1207,7 @@ class Stream(_StreamState[Iterator[Any]]):
         if self._closed:
             return
         self._closed = True
+        self._trace_end()  # a no-op unless the caller left early
         if self._iterator is not None and not self._finished:
             close = getattr(self._iterator, "close", None)
             if close is not None:
@@ -1198,6 +1294,7 @@ class AsyncClient(_ClientCore):
     async def _run(
         self, call: _Call, op: Callable[[Backend, Any], Awaitable[T]]
     ) -> tuple[T, _Target]:
+        token = self._trace_enter(call)
         try:
             for index, target in enumerate(self._targets):
                 request = call.request_for(target)
@@ -1209,17 +1306,20 @@ class AsyncClient(_ClientCore):
                             raise
                         first_failure = error
                     async for attempt in call.async_retry_controller(
-                        target, first_failure, self._retry_hook()
+                        target, first_failure, self._retry_hook(call)
                     ):
                         with attempt:
                             call.replay_first_failure()
                             return await self._attempt(call, target, request, op), target
                 except LLMError as error:
-                    if not self._should_fall_back(error, index):
+                    if not self._should_fall_back(error, index, call):
                         raise
         except BaseException as error:
-            self._after_failure(error)
+            self._after_failure(error, call)
             raise
+        finally:
+            if token is not None:
+                _telemetry.CallSpan.deactivate(token)
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
 
     async def _attempt(
@@ -1427,6 +1527,7 @@ class AsyncClient(_ClientCore):
             response = await self.chat(conversation, tools=box.tools, **chat_options)
             if not response.tool_calls:
                 return response
+            chat_options = _after_tool_turn(chat_options)
             results = await asyncio.gather(
                 *(aexecute(call, box.by_name) for call in response.tool_calls)
             )
@@ -1496,8 +1597,10 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
             )
         except StopAsyncIteration:
             self._finished = True
+            self._trace_end()
             raise
-        except BaseException:
+        except BaseException as error:
+            self._trace_end(error)
             await self.aclose()
             raise
         return self._seen(event)  # type: ignore[no-any-return]
@@ -1507,6 +1610,7 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
         if self._closed:
             return
         self._closed = True
+        self._trace_end()  # a no-op unless the caller left early
         if self._iterator is not None and not self._finished:
             await _aclose(self._iterator)
 

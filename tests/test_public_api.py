@@ -73,7 +73,7 @@ def test_import_does_not_pull_heavy_dependencies() -> None:
     code = (
         "import sys, llmkit\n"
         "from llmkit import Client, AsyncClient\n"
-        "heavy = [m for m in ('openai', 'torch', 'transformers', 'starlette', 'uvicorn') if m in sys.modules]\n"
+        "heavy = [m for m in ('openai', 'torch', 'transformers', 'starlette', 'uvicorn', 'opentelemetry') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
