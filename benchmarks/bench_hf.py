@@ -9,7 +9,10 @@ Measured side by side in one process, runs interleaved so background load hits b
 * tokens/s of a non-streamed answer (``backend.chat`` vs ``model.generate``);
 * tokens/s of a streamed answer (``backend.stream`` vs generate + ``TextIteratorStreamer``
   in a thread, the usual recipe) and time to first token;
-* throughput of 8 prompts: ``backend.batch`` vs 8 sequential ``backend.chat`` calls;
+* throughput of 8 prompts: ``backend.batch`` vs 8 sequential ``backend.chat`` calls, and
+  8 concurrent independent ``backend.chat`` calls from 8 threads (dynamic batching; also
+  with ``batch_window=0``, to show what the collection window buys), next to raw batched
+  generate();
 * peak RSS of the process.
 
 Every generation is forced to exactly ``--tokens`` new tokens (``min_new_tokens``) so the
@@ -33,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -50,10 +54,6 @@ BATCH_PROMPTS = [
     "Why is the sky blue?",
     "Name five animals that live in the ocean.",
 ]
-
-
-def _median(fn: Callable[[], float], repeats: int) -> float:
-    return statistics.median(fn() for _ in range(repeats))
 
 
 def _peak_rss_mb() -> float:
@@ -247,10 +247,41 @@ def main() -> None:
             )
         return len(texts) * b / (time.perf_counter() - start)
 
+    pool = ThreadPoolExecutor(max_workers=len(requests))
+    scheduler = backend._scheduler  # benchmark-only: read batch sizes, flip the window
+    window = scheduler.window
+    seen_sizes: dict[str, list[int]] = {}
+
+    def concurrent(batch_window: float, label: str) -> Callable[[], float]:
+        def run() -> float:
+            scheduler.window = batch_window
+            before = len(scheduler.sizes)
+            start = time.perf_counter()
+            total = sum(r.usage.completion_tokens for r in pool.map(backend.chat, requests))
+            rate = total / (time.perf_counter() - start)
+            seen_sizes.setdefault(label, []).extend(list(scheduler.sizes)[before:])
+            scheduler.window = window
+            return rate
+
+        return run
+
     batched()  # warm-up
-    seq_rate = _median(sequential, max(1, args.repeats - 1))
-    batch_rate = _median(batched, max(1, args.repeats - 1))
-    raw_batch_rate = _median(raw_batched, max(1, args.repeats - 1))
+    # Rounds interleave the variants, so a change in background load hits them all.
+    variants = {
+        "sequential": sequential,
+        "batch": batched,
+        "raw": raw_batched,
+        "concurrent": concurrent(window, "window"),
+        "no window": concurrent(0.0, "none"),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(max(1, args.repeats - 1)):
+        for name, fn in variants.items():
+            rates[name].append(fn())
+    pool.shutdown()
+    seq_rate, batch_rate, raw_batch_rate, concurrent_rate, no_window_rate = (
+        statistics.median(rates[name]) for name in variants
+    )
     rows.append(
         (
             f"8 prompts x {b} tokens: sequential chat()",
@@ -265,6 +296,22 @@ def main() -> None:
             f"{batch_rate:.1f} tok/s",
             f"{raw_batch_rate:.1f} tok/s (batched generate)",
             f"{batch_rate / seq_rate:.2f}x sequential (target >= 4x)",
+        )
+    )
+    rows.append(
+        (
+            f"8 concurrent chat() (threads), batch_window={window * 1000:g} ms",
+            f"{concurrent_rate:.1f} tok/s",
+            f"{raw_batch_rate / seq_rate:.2f}x sequential (raw batched)",
+            f"{concurrent_rate / seq_rate:.2f}x sequential; batches {seen_sizes['window']}",
+        )
+    )
+    rows.append(
+        (
+            "8 concurrent chat() (threads), batch_window=0",
+            f"{no_window_rate:.1f} tok/s",
+            "",
+            f"{no_window_rate / seq_rate:.2f}x sequential; batches {seen_sizes['none']}",
         )
     )
     rows.append(("peak RSS (both models loaded)", f"{_peak_rss_mb():.0f} MB", "", ""))

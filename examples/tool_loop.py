@@ -1,8 +1,10 @@
 """A tool loop: the model calls Python functions, sees their results, then answers.
 
-The default profile is ``scripted``: the embedded 135M model cannot call tools, so offline the
-example runs against a scripted model that behaves like a tool-calling one. Use
-``--profile openai`` (or any tool-capable server) for a real model.
+The default profile is ``scripted``: a scripted model that behaves like a tool-calling one,
+so the output is the same every time. ``--profile local`` runs the embedded 135M model: its
+call is always valid (``tool_choice="required"`` is enforced by constrained decoding), but
+its final answer tends to repeat the tool's result. Use ``--profile openai`` (or any
+tool-capable server) for a real model.
 """
 
 import json
@@ -44,5 +46,8 @@ client = (
     else client_for(args.profile)
 )
 with client:
-    response = client.run_tools("What's the weather in Paris?", tools=[get_weather])
+    # "required" forces a call on the first turn only; run_tools then lets the model answer.
+    response = client.run_tools(
+        "What's the weather in Paris?", tools=[get_weather], tool_choice="required"
+    )
     print(response.text)

@@ -549,13 +549,16 @@ class _ClientCore:
         if self._hooks.on_response is not None:
             self._hooks.on_response(response)
         logger.info(
-            "llm call backend=%s model=%s latency=%.3fs prompt_tokens=%d completion_tokens=%d attempts=%d",
+            "llm call backend=%s model=%s latency=%.3fs prompt_tokens=%d completion_tokens=%d "
+            "attempts=%d id=%s request_id=%s",
             response.backend,
             response.model,
             time.monotonic() - call.started,
             response.usage.prompt_tokens,
             response.usage.completion_tokens,
             call.attempts,
+            response.id,
+            response.request_id,
         )
         if call.span is not None:
             call.span.response(
@@ -1118,11 +1121,13 @@ class _StreamState(Generic[T]):
 
     def _deadline_error(self) -> TimeoutError:
         assert self._target is not None
-        what = "first token" if self._events_seen == 0 else "next chunk (idle)"
+        if time.monotonic() >= self._call.deadline:
+            message = f"total timeout of {self._call.timeout.total:g}s exceeded while streaming"
+        else:
+            what = "first token" if self._events_seen == 0 else "next chunk (idle)"
+            message = f"stream timed out waiting for the {what}"
         return TimeoutError(
-            f"stream timed out waiting for the {what}",
-            backend=self._target.backend.name,
-            model=self._target.backend.model,
+            message, backend=self._target.backend.name, model=self._target.backend.model
         )
 
     def _seen(self, event: Any) -> Any:
@@ -1248,6 +1253,68 @@ async def _with_budget(awaitable: Awaitable[T], seconds: float, error: Callable[
         raise error() from None
 
 
+class _EventTimer:
+    """The per-event budget of an :class:`AsyncStream`, with one timer per stream.
+
+    ``asyncio.timeout`` around every event schedules and cancels a timer handle per token
+    (several microseconds each, a good part of llmkit's cost per streamed token). Here a wait
+    only records its deadline; the one pending timer, when it fires, either finds the wait
+    still running past its deadline and cancels the task (as ``asyncio.timeout`` would, and
+    with the same ``uncancel`` bookkeeping), or re-arms itself for the current deadline.
+    Python 3.11+ (``Task.uncancel``).
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_loop", "_task", "_until", "_when")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._until = self._when = 0.0
+        self._cancelling = 0
+        self._expired = False
+
+    def start(self, seconds: float) -> None:
+        """A wait for the next event begins; it may last ``seconds``."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        if sys.version_info >= (3, 11):
+            self._cancelling = task.cancelling()
+        self._until = until = self._loop.time() + seconds
+        if self._handle is None or until < self._when:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._when = until
+            self._handle = self._loop.call_at(until, self._fire)
+
+    def stop(self) -> bool:
+        """The wait ended; whether it ran out of time (its CancelledError is ours)."""
+        task, self._task = self._task, None
+        if not self._expired or task is None:
+            return False
+        self._expired = False
+        if sys.version_info >= (3, 11):
+            return task.uncancel() <= self._cancelling
+        return True  # pragma: no cover - only used on Python 3.11+
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._task is None:
+            return  # between waits: the next start() arms a timer again
+        if self._until > self._when:  # this wait began after the timer was set
+            self._when = self._until
+            self._handle = self._loop.call_at(self._until, self._fire)
+            return
+        self._expired = True
+        self._task.cancel()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class AsyncClient(_ClientCore):
     """The asynchronous client: the same surface as :class:`Client`, awaitable."""
 
@@ -1336,8 +1403,22 @@ class AsyncClient(_ClientCore):
         if wait:
             await self._rate_limit.async_sleep(wait)  # type: ignore[union-attr]
         self._before_attempt(request)
+        if sys.version_info >= (3, 11):
+            # Inline rather than through _with_budget(guarded()): two coroutines, a closure
+            # and a partial less per call, for every request queued behind the slots.
+            try:
+                async with asyncio.timeout(call.seconds_left()), self._async_slots():
+                    try:
+                        result = await op(target.backend, request)
+                    except BaseException as error:
+                        target.record(error)
+                        raise
+            except TimeoutError_:
+                raise call.total_timeout(target) from None
+            target.record(None)
+            return result
 
-        async def guarded() -> T:
+        async def guarded() -> T:  # pragma: no cover - Python 3.10
             async with self._async_slots():
                 try:
                     result = await op(target.backend, request)
@@ -1347,7 +1428,7 @@ class AsyncClient(_ClientCore):
                 target.record(None)
                 return result
 
-        return await _with_budget(
+        return await _with_budget(  # pragma: no cover - Python 3.10
             guarded(), call.seconds_left(), functools.partial(call.total_timeout, target)
         )
 
@@ -1541,6 +1622,7 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
     call's timeout are enforced on every event, so a stalled stream fails."""
 
     _client: AsyncClient
+    _timer: _EventTimer | None = None
 
     async def __aenter__(self) -> AsyncStream:
         await self._open()
@@ -1592,12 +1674,29 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
             raise StopAsyncIteration
         assert self._iterator is not None
         try:
-            event = await _with_budget(
-                self._iterator.__anext__(), self._budget(), self._deadline_error
-            )
+            if sys.version_info >= (3, 11):
+                timer = self._timer
+                if timer is None:
+                    timer = self._timer = _EventTimer()
+                timer.start(self._budget())
+                try:
+                    event = await self._iterator.__anext__()
+                except asyncio.CancelledError:
+                    if timer.stop():
+                        raise self._deadline_error() from None
+                    raise
+                except BaseException:
+                    timer.stop()
+                    raise
+                timer.stop()
+            else:  # pragma: no cover - Python 3.10
+                event = await _with_budget(
+                    self._iterator.__anext__(), self._budget(), self._deadline_error
+                )
         except StopAsyncIteration:
             self._finished = True
             self._trace_end()
+            self._stop_timer()
             raise
         except BaseException as error:
             self._trace_end(error)
@@ -1605,12 +1704,18 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
             raise
         return self._seen(event)  # type: ignore[no-any-return]
 
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+
     async def aclose(self) -> None:
         """Stop the stream and release its connection (or generation thread)."""
         if self._closed:
             return
         self._closed = True
         self._trace_end()  # a no-op unless the caller left early
+        self._stop_timer()
         if self._iterator is not None and not self._finished:
             await _aclose(self._iterator)
 

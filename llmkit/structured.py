@@ -15,6 +15,7 @@ __all__ = [
     "instruction_message",
     "repair_message",
     "response_format_for",
+    "schema_instruction_message",
     "validate_output",
 ]
 
@@ -62,7 +63,11 @@ def instruction_message(model: type[BaseModel]) -> Message:
     better than a raw JSON schema, which they tend to echo back; the full schema is added
     only when the template cannot carry everything (nested definitions).
     """
-    schema = model.model_json_schema()
+    return schema_instruction_message(model.model_json_schema())
+
+
+def schema_instruction_message(schema: dict[str, Any]) -> Message:
+    """:func:`instruction_message` for a JSON schema (what ``response_format`` carries)."""
     template = _format_template(schema, schema.get("$defs", {}))
     text = f"Reply with only a JSON object, and nothing else, in this format: {template}"
     if "$defs" in schema:

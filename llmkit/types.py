@@ -348,6 +348,11 @@ def new_response_id() -> str:
     return "chatcmpl-" + os.urandom(12).hex()
 
 
+def new_tool_call_id() -> str:
+    """An id for a tool call a backend parsed from text (local models write none)."""
+    return "call_" + os.urandom(12).hex()
+
+
 class ChatResponse(BaseModel):
     """The answer to one chat (or completion) call, whichever backend gave it."""
 
@@ -360,6 +365,8 @@ class ChatResponse(BaseModel):
     id: str = Field(default_factory=new_response_id)
     created: int = Field(default_factory=lambda: int(time.time()))
     parsed: Any = None
+    request_id: str | None = None
+    """The provider's request id (``x-request-id``) when it sent one: quote it to support."""
     raw: Any = Field(default=None, repr=False, exclude=True)
 
     @property

@@ -50,6 +50,13 @@ class Driver:
             lambda c: c.complete(*args, **kwargs),
         )
 
+    def run_tools(self, client_kwargs: dict[str, Any], *args: Any, **kwargs: Any) -> ChatResponse:
+        return self._run(
+            client_kwargs,
+            lambda c: c.run_tools(*args, **kwargs),
+            lambda c: c.run_tools(*args, **kwargs),
+        )
+
     def stream(
         self,
         client_kwargs: dict[str, Any],

@@ -74,6 +74,13 @@ def test_extraction_on_the_embedded_model() -> None:
 
 
 @pytest.mark.slow
+def test_tool_loop_on_the_embedded_model() -> None:
+    # The call is forced and valid; the 135M model's answer then carries the tool's result.
+    out = run_example("tool_loop.py", "--profile", "local")
+    assert "21" in out
+
+
+@pytest.mark.slow
 def test_train_serve_call() -> None:
     pytest.importorskip("starlette")
     out = run_example("train_serve_call.py", "--steps", "40", timeout=600)

@@ -9,10 +9,11 @@ The pieces here are small and mostly I/O-free so they can be tested on their own
 * :class:`StopMatcher` cuts text at the first stop string, holding back a suffix that could
   still become one, so the stop text itself is never returned (streamed or not).
 * :class:`GenerationControl` is the one ``StoppingCriteria`` that drives a generate() call:
-  it sees every new token of every row, feeds decoders and matchers, ends rows on EOS, stop
-  strings or their own ``max_tokens``, and stops the whole call when the caller cancels or a
-  deadline passes. Streaming, non-streaming and batched calls all go through it, so their
-  texts are built by the same code.
+  it sees every new token of every row, feeds decoders and matchers, and ends each row on
+  its own EOS, stop string, ``max_tokens``, deadline or cancellation (a row marked done is
+  padded by transformers while the others go on; generate() returns once all are done).
+  Streaming, non-streaming and batched calls all go through it, so their texts are built by
+  the same code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInputError, UnsupportedFeatureError
+from ..errors import InvalidInputError
 from ..types import GenerationParams
 
 if TYPE_CHECKING:
@@ -135,6 +136,11 @@ class RowState:
     completion_tokens: int = 0
     done: bool = False
     finish_reason: str | None = None
+    limit: float | None = None
+    """A ``time.monotonic()`` value after which the row ends with :attr:`timed_out` set."""
+    cancelled: bool = False
+    """Set (from any thread) to end the row at the next step; the other rows go on."""
+    timed_out: bool = False
 
     @property
     def text(self) -> str:
@@ -151,8 +157,11 @@ class GenerationControl:
     """The stopping criterion that watches every token of a generate() call.
 
     ``on_text(row, delta)`` is called (in the generating thread) for every piece of text a
-    row produces. :meth:`cancel` makes generate() stop after the current step; ``limit`` is
-    a ``time.monotonic()`` value after which it stops too and sets :attr:`timed_out`.
+    row produces, and ``on_done(row)`` once when a row ends, after its last text. A row ends
+    on EOS, a stop string, its ``max_new_tokens``, its ``limit`` (then ``timed_out`` is set
+    on it) or when it is marked ``cancelled``; the others go on. :meth:`cancel` makes the
+    whole call stop after the current step; ``limit`` is a ``time.monotonic()`` value after
+    which the whole call stops too and sets :attr:`timed_out`.
     """
 
     def __init__(
@@ -161,11 +170,13 @@ class GenerationControl:
         *,
         eos_token_ids: Iterable[int],
         on_text: Callable[[int, str], None] | None = None,
+        on_done: Callable[[int], None] | None = None,
         limit: float | None = None,
     ) -> None:
         self.rows = list(rows)
         self.eos_token_ids = frozenset(eos_token_ids)
         self.on_text = on_text
+        self.on_done = on_done
         self.limit = limit
         self.cancelled = threading.Event()
         self.timed_out = False
@@ -178,11 +189,19 @@ class GenerationControl:
     def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
         th = _torch()
         new_tokens: list[int] = input_ids[:, -1].tolist()
+        now = time.monotonic()
         for index, (row, token) in enumerate(zip(self.rows, new_tokens, strict=True)):
-            if not row.done:
+            if row.done:
+                continue
+            if row.cancelled:
+                self._end(index, row, "stop")
+            elif row.limit is not None and now > row.limit:
+                row.timed_out = True
+                self._end(index, row, "stop")
+            else:
                 self._advance(index, row, token)
         stop_all = self.cancelled.is_set()
-        if self.limit is not None and time.monotonic() > self.limit:
+        if self.limit is not None and now > self.limit:
             self.timed_out = stop_all = True
         done = [True] * len(self.rows) if stop_all else [row.done for row in self.rows]
         result: torch.Tensor = th.tensor(done, dtype=th.bool, device=input_ids.device)
@@ -206,41 +225,41 @@ class GenerationControl:
             return
         delta = row.decoder.push(token)
         if delta and self._feed(index, row, delta):
-            row.done, row.finish_reason = True, "stop"
+            self._end(index, row, "stop")
             return
         if row.completion_tokens >= row.max_new_tokens:
             self._finish(index, row, "length")
 
+    def _end(self, index: int, row: RowState, reason: str) -> None:
+        """Mark a row done (no more text from it) and report it."""
+        row.done = True
+        row.finish_reason = reason
+        if self.on_done is not None:
+            self.on_done(index)
+
     def _finish(self, index: int, row: RowState, reason: str) -> None:
+        """End a row normally: the text held back for decoding or stop strings comes out."""
         row.done = True
         row.finish_reason = reason
         if self._feed(index, row, row.decoder.flush()):
-            row.finish_reason = "stop"
-            return
-        self._emit(index, row, row.matcher.flush())
+            reason = "stop"
+        else:
+            self._emit(index, row, row.matcher.flush())
+        self._end(index, row, reason)
 
     def finalize(self) -> None:
         """Close rows generate() left open (model context full, or cancelled)."""
         for index, row in enumerate(self.rows):
-            if not row.done:
+            if row.done:
+                continue
+            if row.cancelled or row.timed_out:
+                self._end(index, row, "stop")
+            else:
                 self._finish(index, row, "stop" if self.cancelled.is_set() else "length")
 
 
 def _given(params: GenerationParams, name: str) -> Any:
     return getattr(params, name) if name in params.model_fields_set else None
-
-
-def check_params(params: GenerationParams) -> None:
-    """Reject named parameters the hf backend cannot honour (before anything runs)."""
-    if _given(params, "tools"):
-        raise UnsupportedFeatureError(
-            "backend 'hf' does not support tools yet; call without tools=, or use a backend "
-            "that does (openai, rest)"
-        )
-    if _given(params, "response_format"):
-        raise UnsupportedFeatureError(
-            "backend 'hf' does not support response_format (native structured output)"
-        )
 
 
 def build_generation_config(
@@ -259,7 +278,6 @@ def build_generation_config(
     ``extra`` may set any other GenerationConfig field (``repetition_penalty``, ``top_k``,
     ``min_p``, ``no_repeat_ngram_size``, ...) and ``logits_processor``.
     """
-    check_params(params)
     config = copy.deepcopy(base)
     known = set(config.to_dict())
     kwargs: dict[str, Any] = {}

@@ -11,13 +11,21 @@ Behaviour worth knowing:
   gets the same answer every time; ``temperature > 0`` (or ``top_p``) samples, ``seed``
   makes sampling reproducible. Other ``generate`` options (``repetition_penalty``,
   ``top_k``, ``min_p``, ``logits_processor``, ...) go through ``extra``.
-* **One generation at a time.** The model is shared; a lock serialises ``generate`` calls
-  so concurrent callers are safe. :meth:`HuggingFaceBackend.batch` runs several requests as
-  one left-padded batch, which is several times faster than one by one.
-* **generate() runs in a worker thread** for every call; the caller waits with its time
-  budget (``timeout.first_token`` / ``idle``, ``deadline``). Closing a stream, a timeout or
-  a cancelled task stops the generation within one decoding step (a ``StoppingCriteria``
-  flag), and async calls never block the event loop.
+* **Concurrent calls are batched dynamically.** The model runs one generate() at a time,
+  on one worker thread (``llmkit-hf-generate``, present only while there is work). Calls
+  that arrive while it is busy (threads, ``asyncio.gather``, requests to ``llmkit serve``)
+  wait, and the oldest waiting call runs together with every other waiting call of the same
+  sampling settings (up to ``max_batch_size``) as one left-padded batch: several times the
+  throughput of one by one on a CPU, and under greedy decoding the same answers. An idle
+  model waits ``batch_window`` (5 ms) for company first. A call with a ``seed`` runs alone.
+  :meth:`HuggingFaceBackend.batch` hands a whole list over at once. See
+  :mod:`llmkit.backends._hf_batching`.
+* **Every call keeps its own row.** Text is streamed to each caller as its row produces it;
+  a row ends on its own EOS, stop string, ``max_tokens`` or deadline. The caller waits with
+  its time budget (``timeout.first_token`` / ``idle``, ``deadline``); closing a stream, a
+  timeout or a cancelled task ends that row within one decoding step (the other rows of the
+  batch go on; a batch whose rows are all gone stops), and async calls never block the
+  event loop. A failing generate() fails the calls still running in it.
 * **Lazy loading.** Constructing the backend only checks the source; the model is loaded
   on first use (or by :meth:`HuggingFaceBackend.load`).
 """
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import importlib.util
 import logging
@@ -39,7 +48,7 @@ from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import errors
+from .. import errors, structured
 from ..errors import (
     BackendUnavailable,
     BadRequestError,
@@ -60,10 +69,13 @@ from ..types import (
     StreamEvent,
     TextDelta,
     TextPart,
+    Tool,
     Usage,
     UsageEvent,
     new_response_id,
 )
+from . import _hf_structured, _hf_tools
+from ._hf_batching import BatchScheduler, Job
 from ._hf_generation import (
     GenerationControl,
     IncrementalDecoder,
@@ -105,7 +117,11 @@ class HuggingFaceSettings(BaseModel):
     progress: bool = True
     """Show a progress bar (on stderr) while a GGUF file is converted the first time."""
     max_batch_size: int = Field(default=16, ge=1)
-    """The most requests :meth:`HuggingFaceBackend.batch` puts into one generate() call."""
+    """The most requests in one generate() call: :meth:`HuggingFaceBackend.batch`, and
+    concurrent independent calls, which are batched dynamically."""
+    batch_window: float = Field(default=0.005, ge=0)
+    """Seconds an idle model waits for more requests before it starts a batch, so requests
+    arriving together share it (0: start at once)."""
 
 
 @dataclass
@@ -121,6 +137,8 @@ class _Prepared:
     key: str
     timeout: Timeout
     deadline: float | None
+    # Per-row constrained decoding state (structured output, forced tool calls), or None.
+    constraint: Any = None
 
     def limit(self, budget: float, start: float) -> float | None:
         """The monotonic time by which the answer must be complete."""
@@ -139,16 +157,51 @@ def _require_packages() -> None:
         )
 
 
-def _template_message(message: Message) -> dict[str, Any]:
-    if isinstance(message.content, list) and any(
-        not isinstance(p, TextPart) for p in message.content
-    ):
-        raise UnsupportedFeatureError("backend 'hf' does not support images in messages")
-    if message.tool_calls:
-        raise UnsupportedFeatureError("backend 'hf' does not support tool calls yet")
-    # Chat templates know system/user/assistant; "developer" is OpenAI's newer name for system.
-    role = "system" if message.role == "developer" else message.role
-    return {"role": role, "content": message.text}
+def _check_text_only(messages: Sequence[Message]) -> None:
+    for message in messages:
+        if isinstance(message.content, list) and any(
+            not isinstance(p, TextPart) for p in message.content
+        ):
+            raise UnsupportedFeatureError("backend 'hf' does not support images in messages")
+
+
+def _with_system(messages: list[Message], text: str) -> list[Message]:
+    """Add ``text`` to the system prompt (one system message: some templates allow no more)."""
+    if messages and messages[0].role in ("system", "developer"):
+        first = messages[0]
+        return [Message(role="system", content=f"{first.text}\n\n{text}"), *messages[1:]]
+    return [Message(role="system", content=text), *messages]
+
+
+def _active_tools(params: GenerationParams) -> list[Tool]:
+    """The tools the model is offered (none when ``tool_choice="none"``)."""
+    tools = list(params.tools or []) if "tools" in params.model_fields_set else []
+    if params.tool_choice == "none":
+        return []
+    return tools
+
+
+def _forced_tools(params: GenerationParams, tools: list[Tool]) -> list[Tool]:
+    """The tools one of which must be called (``tool_choice`` required or named), else []."""
+    choice = params.tool_choice
+    if not tools or choice in (None, "auto"):
+        return []
+    if choice == "required":
+        return tools
+    name = None
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else choice.get("name")
+    elif isinstance(choice, str):
+        name = choice
+    chosen = [t for t in tools if t.name == name]
+    if not chosen:
+        raise InvalidInputError(
+            f"tool_choice names {name!r}, which is not among the tools given "
+            f"({', '.join(t.name for t in tools)}); use 'auto', 'none', 'required' or "
+            "{'type': 'function', 'function': {'name': ...}}"
+        )
+    return chosen
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:
@@ -176,7 +229,7 @@ class HuggingFaceBackend(BaseBackend):
     """
 
     name: ClassVar[str] = "hf"
-    capabilities = Capabilities(streaming=True, completion=True, tools=False)
+    capabilities = Capabilities(streaming=True, completion=True, tools=True)
 
     def __init__(self, model: str, **options: Any) -> None:
         super().__init__(model)
@@ -184,13 +237,23 @@ class HuggingFaceBackend(BaseBackend):
         _require_packages()
         self.source: ResolvedSource = resolve_source(model, self.settings.tokenizer)
         self._loaded: LoadedModel | None = None
+        # Native structured output (constrained decoding) needs llguidance; without it the
+        # client asks for JSON in the prompt, as for any backend.
+        self.capabilities = dataclasses.replace(
+            type(self).capabilities, structured_output=_hf_structured.available()
+        )
+        self._grammars: _hf_structured.GrammarFactory | None = None
         self._load_lock = threading.Lock()
         # One generate() at a time: the model and its KV caches are not shareable.
         self._generate_lock = threading.Lock()
         # Fast tokenizers are Rust objects that refuse concurrent mutable use.
         self._tokenizer_lock = threading.RLock()
-        self._active: set[GenerationControl] = set()
-        self._active_lock = threading.Lock()
+        # Concurrent requests share generate() calls (see _hf_batching).
+        self._scheduler: BatchScheduler[tuple[LoadedModel, _Prepared]] = BatchScheduler(
+            self._run_batch,
+            max_batch_size=self.settings.max_batch_size,
+            window=self.settings.batch_window,
+        )
 
     # ------------------------------------------------------------------ loading
 
@@ -249,7 +312,9 @@ class HuggingFaceBackend(BaseBackend):
         with self._tokenizer_lock:
             return list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
 
-    def _chat_ids(self, loaded: LoadedModel, messages: list[Message]) -> list[int]:
+    def _chat_ids(
+        self, loaded: LoadedModel, messages: list[Message], tools: Sequence[Tool] = ()
+    ) -> list[int]:
         tok = loaded.tokenizer
         if not getattr(tok, "chat_template", None):
             raise UnsupportedFeatureError(
@@ -257,10 +322,15 @@ class HuggingFaceBackend(BaseBackend):
                 "for it (a base model?); use complete() with a raw prompt instead, or give a "
                 "tokenizer that has a chat template"
             )
-        rendered = [_template_message(m) for m in messages]
+        _check_text_only(messages)
+        native = _hf_tools.native_tools(tok.chat_template)
+        rendered = _hf_tools.render_messages(messages, tools, native=native)
+        specs = _hf_tools.tool_specs(tools) if native and tools else None
         try:
             with self._tokenizer_lock:
-                text = tok.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
+                text = tok.apply_chat_template(
+                    rendered, tools=specs, tokenize=False, add_generation_prompt=True
+                )
         except Exception as exc:  # jinja2 errors: roles out of order, unsupported role, ...
             raise InvalidInputError(
                 f"hf:{self.model}: the model's chat template rejected the messages: {exc}"
@@ -278,9 +348,17 @@ class HuggingFaceBackend(BaseBackend):
                         "hf: the prompt is empty and the model has no BOS token"
                     )
                 ids = [int(bos)]
-        else:
-            ids = self._chat_ids(loaded, request.messages)
         params: GenerationParams = request.params
+        constraint = self._constraint(loaded, request)
+        if isinstance(request, ChatRequest):
+            messages = request.messages
+            schema = self._schema(params)
+            if schema:
+                # Constrained decoding makes the reply valid JSON; the instruction tells the
+                # model what to put in it.
+                instruction = structured.schema_instruction_message(schema).text
+                messages = _with_system(messages, instruction)
+            ids = self._chat_ids(loaded, messages, _active_tools(params))
         wanted = params.max_tokens if "max_tokens" in params.model_fields_set else None
         max_new = wanted or self.settings.max_new_tokens
         context = getattr(loaded.model.config, "max_position_embeddings", None)
@@ -313,17 +391,64 @@ class HuggingFaceBackend(BaseBackend):
             key=sampling_key(params, request.extra),
             timeout=request.timeout,
             deadline=request.deadline,
+            constraint=constraint,
         )
+
+    @staticmethod
+    def _schema(params: GenerationParams) -> dict[str, Any]:
+        if "response_format" not in params.model_fields_set or params.response_format is None:
+            return {}
+        return _hf_structured.schema_of(params.response_format)
+
+    def _grammar_factory(self, loaded: LoadedModel) -> _hf_structured.GrammarFactory | None:
+        if not self.capabilities.structured_output:
+            return None
+        if self._grammars is None:
+            self._grammars = _hf_structured.GrammarFactory(
+                loaded.tokenizer,
+                int(getattr(loaded.model.config, "vocab_size", 0) or 0),
+                sorted(_eos_ids(loaded)),
+            )
+        return self._grammars
+
+    def _constraint(
+        self, loaded: LoadedModel, request: AnyRequest
+    ) -> _hf_structured.GrammarConstraint | None:
+        """The constrained-decoding state for a request: a forced tool call, or the
+        ``response_format`` schema; ``None`` when the reply is free text."""
+        params: GenerationParams = request.params
+        forced = _forced_tools(params, _active_tools(params))
+        schema = self._schema(params)
+        if not forced and not schema:
+            return None
+        factory = self._grammar_factory(loaded)
+        if factory is None:
+            logger.debug("hf: llguidance is not installed; the reply is not constrained")
+            return None
+        if forced:
+            template = getattr(loaded.tokenizer, "chat_template", None)
+            return factory.for_lark(_hf_tools.forced_call_grammar(forced, template))
+        return factory.for_schema(schema)
+
+    def prompt_text(self, request: ChatRequest | CompletionRequest) -> str:
+        """The exact text the model is given for ``request``: the chat template's rendering,
+        with the tools and the structured-output instruction in it (for debugging prompts)."""
+        loaded = self._ensure_loaded()
+        ids = self._prepare(loaded, request).input_ids
+        with self._tokenizer_lock:
+            return str(loaded.tokenizer.decode(ids, skip_special_tokens=False))
 
     # ------------------------------------------------------------------ running
 
-    def _control(
+    def _job(
         self,
         loaded: LoadedModel,
-        group: Sequence[_Prepared],
-        on_text: Callable[[int, str], None] | None,
+        prepared: _Prepared,
         limit: float | None,
-    ) -> GenerationControl:
+        on_text: Callable[[str], None] | None = None,
+        on_done: Callable[[BaseException | None], None] | None = None,
+    ) -> Job[tuple[LoadedModel, _Prepared]]:
+        """A request as the scheduler sees it: its row, and with whom it may share a batch."""
         tok = loaded.tokenizer
         lock = self._tokenizer_lock
 
@@ -331,26 +456,35 @@ class HuggingFaceBackend(BaseBackend):
             with lock:
                 return str(tok.decode(ids, skip_special_tokens=True))
 
-        rows = [
-            RowState(
-                prompt_tokens=len(p.input_ids),
-                max_new_tokens=p.max_new_tokens,
-                decoder=IncrementalDecoder(decode),
-                matcher=StopMatcher(p.stops),
-            )
-            for p in group
-        ]
-        return GenerationControl(rows, eos_token_ids=_eos_ids(loaded), on_text=on_text, limit=limit)
+        row = RowState(
+            prompt_tokens=len(prepared.input_ids),
+            max_new_tokens=prepared.max_new_tokens,
+            decoder=IncrementalDecoder(decode),
+            matcher=StopMatcher(prepared.stops),
+            limit=limit,
+        )
+        # A seed resets the random generator the rows of a batch share: such a request runs
+        # alone, so its answer does not depend on what else is being generated.
+        key = None if prepared.seed is not None else (id(loaded), prepared.key)
+        return Job(row=row, key=key, payload=(loaded, prepared), on_text=on_text, on_done=on_done)
 
-    def _acquire(self, control: GenerationControl) -> bool:
-        # Poll so a queued request notices cancellation and deadlines while it waits.
-        while not self._generate_lock.acquire(timeout=0.05):
-            if control.cancelled.is_set():
-                return False
-            if control.limit is not None and time.monotonic() > control.limit:
-                control.timed_out = True
-                return False
-        return True
+    def _run_batch(self, jobs: Sequence[Job[tuple[LoadedModel, _Prepared]]]) -> None:
+        """The scheduler's runner: one generate() call for ``jobs`` (compatible settings)."""
+        loaded = jobs[0].payload[0]
+        control = GenerationControl(
+            [job.row for job in jobs],
+            eos_token_ids=_eos_ids(loaded),
+            on_text=lambda index, text: jobs[index].text(text),
+            on_done=lambda index: jobs[index].finish(),
+        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "hf:%s: generate() for %d request(s), %d waiting",
+                self.model,
+                len(jobs),
+                self._scheduler.waiting,
+            )
+        self._generate(loaded, [job.payload[1] for job in jobs], control)
 
     def _generate(
         self, loaded: LoadedModel, group: Sequence[_Prepared], control: GenerationControl
@@ -366,17 +500,19 @@ class HuggingFaceBackend(BaseBackend):
         kwargs = dict(first.kwargs)
         if isinstance(kwargs.get("logits_processor"), list):
             kwargs["logits_processor"] = LogitsProcessorList(kwargs["logits_processor"])
+        constrained = _hf_structured.logits_processor_for([p.constraint for p in group])
+        if constrained is not None:
+            processors = LogitsProcessorList(kwargs.get("logits_processor") or [])
+            processors.append(constrained)
+            kwargs["logits_processor"] = processors
         # Left padding: every row's next token is then the last column.
         width = max(len(p.input_ids) for p in group)
         pad = config.pad_token_id if config.pad_token_id is not None else 0
         ids = [[pad] * (width - len(p.input_ids)) + p.input_ids for p in group]
         mask = [[0] * (width - len(p.input_ids)) + [1] * len(p.input_ids) for p in group]
-        with self._active_lock:
-            self._active.add(control)
         try:
-            if not self._acquire(control):
-                return
-            try:
+            # Only the scheduler's worker generates; close() takes the lock to free the model.
+            with self._generate_lock:
                 input_ids = torch.tensor(ids, dtype=torch.long, device=loaded.device)
                 attention_mask = torch.tensor(mask, dtype=torch.long, device=loaded.device)
                 with torch.inference_mode():
@@ -389,8 +525,6 @@ class HuggingFaceBackend(BaseBackend):
                         stopping_criteria=StoppingCriteriaList([control]),
                         **kwargs,
                     )
-            finally:
-                self._generate_lock.release()
             control.finalize()
         except LLMError:
             raise
@@ -404,9 +538,6 @@ class HuggingFaceBackend(BaseBackend):
                 backend=self.name,
                 model=self.model,
             ) from exc
-        finally:
-            with self._active_lock:
-                self._active.discard(control)
 
     def _timeout(self, what: str, seconds: float | None) -> errors.TimeoutError:
         shown = f" ({seconds:.3g}s)" if seconds is not None else ""
@@ -424,57 +555,66 @@ class HuggingFaceBackend(BaseBackend):
             id=response_id or new_response_id(),
         )
 
-    def _run_whole(self, loaded: LoadedModel, group: Sequence[_Prepared]) -> list[RowState]:
+    def _outcome(self, job: Job[tuple[LoadedModel, _Prepared]], what: str) -> RowState:
+        """The finished row of ``job``, or the error that ended it."""
+        if job.error is not None:
+            raise job.error
+        if job.row.timed_out:
+            raise self._timeout(what, None)
+        return job.row
+
+    def _run_whole(
+        self, loaded: LoadedModel, group: Sequence[_Prepared], *, budget_per_batch: bool = False
+    ) -> list[RowState]:
         """Generate complete answers (non-streamed calls and batches) and wait for them.
 
-        generate() runs in a worker thread like a stream does, so the caller's wait is
-        bounded by the time budget even if one decoding step stalls, and leaving the wait
-        (timeout, Ctrl-C) stops the generation.
+        The rows go to the scheduler, which batches them with whatever else is waiting.
+        Each row's time budget (``first_token``) counts from the call, time spent waiting
+        for the model included, or with ``budget_per_batch`` (``batch()``: its later
+        generate() calls wait for the earlier ones) from when its generate() starts; a
+        ``deadline`` always holds. The caller's wait is bounded by the budget even if a
+        decoding step stalls, and leaving the wait (timeout, Ctrl-C) stops the rows.
         """
         start = time.monotonic()
-        known = [t for t in (p.limit(p.timeout.first_token, start) for p in group) if t]
-        limit = min(known) if known else None
-        control = self._control(loaded, group, None, limit)
-        done = threading.Event()
-        failure: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                self._generate(loaded, group, control)
-            except BaseException as exc:
-                failure.append(exc)
-            finally:
-                done.set()
-
-        worker = threading.Thread(target=work, name="llmkit-hf-generate", daemon=True)
-        worker.start()
-        try:
-            wait = None if limit is None else max(0.0, limit - time.monotonic())
-            if not done.wait(wait) or control.timed_out:
-                raise self._timeout("the time budget (first_token timeout or deadline)", None)
-            if failure:
-                raise failure[0]
-            return control.rows
-        finally:
-            control.cancel()
-            worker.join(_JOIN_TIMEOUT)
-
-    def _start_worker(
-        self, loaded: LoadedModel, prepared: _Prepared, put: Callable[[Any], None]
-    ) -> tuple[GenerationControl, threading.Thread]:
-        control = self._control(loaded, [prepared], lambda _row, text: put(text), prepared.deadline)
-
-        def work() -> None:
-            try:
-                self._generate(loaded, [prepared], control)
-            except BaseException as exc:
-                put(exc)
+        jobs = []
+        for p in group:
+            if budget_per_batch:
+                budget = p.timeout.first_token
+                job = self._job(loaded, p, p.deadline)
+                job.budget = budget if math.isfinite(budget) else None
             else:
-                put(_DONE)
+                job = self._job(loaded, p, p.limit(p.timeout.first_token, start))
+            jobs.append(job)
+        what = "the time budget (first_token timeout or deadline)"
+        self._scheduler.submit(*jobs)
+        try:
+            for job in jobs:
+                if not self._wait_finished(job):
+                    raise self._timeout(what, None)
+            return [self._outcome(job, what) for job in jobs]
+        finally:
+            self._scheduler.release(*jobs, timeout=_JOIN_TIMEOUT)
 
-        worker = threading.Thread(target=work, name="llmkit-hf-generate", daemon=True)
-        worker.start()
-        return control, worker
+    @staticmethod
+    def _wait_finished(job: Job[tuple[LoadedModel, _Prepared]]) -> bool:
+        """Wait until ``job`` is over; ``False`` when its row's time limit passed first."""
+        while True:
+            limit = job.row.limit
+            if limit is None:
+                # A budget that starts with the batch: look again once the batch started.
+                if job.finished.wait(None if job.budget is None else 0.1):
+                    return True
+                continue
+            if job.finished.wait(max(0.0, limit - time.monotonic())):
+                return True
+            if job.row.limit is None or time.monotonic() >= job.row.limit:
+                return job.finished.is_set()
+
+    async def _arelease(self, job: Job[tuple[LoadedModel, _Prepared]]) -> None:
+        """Stop ``job`` and wait, off the event loop, until its row no longer runs."""
+        self._scheduler.cancel(job)
+        if not self._scheduler.settled(job):
+            await asyncio.to_thread(self._scheduler.release, job, timeout=_JOIN_TIMEOUT)
 
     @staticmethod
     def _wait(
@@ -493,8 +633,7 @@ class HuggingFaceBackend(BaseBackend):
                 wait, what = left, "deadline"
         return wait, what
 
-    def _finish_events(self, control: GenerationControl) -> list[StreamEvent]:
-        row = control.rows[0]
+    def _finish_events(self, row: RowState) -> list[StreamEvent]:
         return [
             UsageEvent(
                 usage=Usage(
@@ -508,7 +647,14 @@ class HuggingFaceBackend(BaseBackend):
 
     def _stream_prepared(self, loaded: LoadedModel, prepared: _Prepared) -> Iterator[StreamEvent]:
         items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        control, worker = self._start_worker(loaded, prepared, items.put)
+        job = self._job(
+            loaded,
+            prepared,
+            prepared.deadline,
+            on_text=items.put,
+            on_done=lambda error: items.put(_DONE if error is None else error),
+        )
+        self._scheduler.submit(job)
         try:
             first = True
             while True:
@@ -523,36 +669,37 @@ class HuggingFaceBackend(BaseBackend):
                     raise item
                 first = False
                 yield TextDelta(delta=item)
-            if control.timed_out:
-                raise self._timeout("the deadline", None)
-            yield from self._finish_events(control)
+            yield from self._finish_events(self._outcome(job, "the deadline"))
         finally:
-            control.cancel()
-            worker.join(_JOIN_TIMEOUT)
+            self._scheduler.release(job, timeout=_JOIN_TIMEOUT)
 
     async def _astream_prepared(
-        self, loaded: LoadedModel, prepared: _Prepared, *, whole: bool = False
+        self, loaded: LoadedModel, prepared: _Prepared
     ) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[Any] = asyncio.Queue()
-        control_ref: list[GenerationControl] = []
+        rows: list[RowState] = []
 
         def put(item: Any) -> None:
             try:
                 loop.call_soon_threadsafe(items.put_nowait, item)
             except RuntimeError:  # the loop is gone: nobody will read the answer
-                if control_ref:
-                    control_ref[0].cancel()
+                if rows:
+                    rows[0].cancelled = True
 
-        control, worker = self._start_worker(loaded, prepared, put)
-        control_ref.append(control)
-        whole_limit = (
-            prepared.limit(prepared.timeout.first_token, time.monotonic()) if whole else None
+        job = self._job(
+            loaded,
+            prepared,
+            prepared.deadline,
+            on_text=put,
+            on_done=lambda error: put(_DONE if error is None else error),
         )
+        rows.append(job.row)
+        self._scheduler.submit(job)
         try:
             first = True
             while True:
-                wait, what = self._wait(prepared, first, whole_limit)
+                wait, what = self._wait(prepared, first, None)
                 try:
                     item = await asyncio.wait_for(items.get(), wait)
                 except asyncio.TimeoutError:
@@ -563,15 +710,10 @@ class HuggingFaceBackend(BaseBackend):
                     raise item
                 first = False
                 yield TextDelta(delta=item)
-            if control.timed_out:
-                raise self._timeout("the deadline", None)
-            for event in self._finish_events(control):
+            for event in self._finish_events(self._outcome(job, "the deadline")):
                 yield event
         finally:
-            control.cancel()
-            if worker.is_alive():
-                # Joining in a thread keeps the event loop free while the step finishes.
-                await asyncio.to_thread(worker.join, _JOIN_TIMEOUT)
+            await self._arelease(job)
 
     async def _aprepare(self, request: AnyRequest) -> tuple[LoadedModel, _Prepared]:
         loaded = self._loaded
@@ -582,34 +724,76 @@ class HuggingFaceBackend(BaseBackend):
 
     async def _awhole(self, request: AnyRequest) -> ChatResponse:
         loaded, prepared = await self._aprepare(request)
-        parts: list[str] = []
-        usage: Usage | None = None
-        finish = FinishEvent()
-        async with contextlib.aclosing(
-            self._astream_prepared(loaded, prepared, whole=True)
-        ) as events:
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    parts.append(event.delta)
-                elif isinstance(event, UsageEvent):
-                    usage = event.usage
-                elif isinstance(event, FinishEvent):
-                    finish = event
-        return ChatResponse(
-            message=Message(role="assistant", content="".join(parts)),
-            finish_reason=finish.finish_reason,
-            usage=usage or Usage(),
-            model=self.model,
-            backend=self.spec,
-            id=finish.id or new_response_id(),
-        )
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def on_done(_error: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:  # the loop is gone: nobody waits for the answer
+                pass
+
+        limit = prepared.limit(prepared.timeout.first_token, time.monotonic())
+        job = self._job(loaded, prepared, limit, on_done=on_done)
+        what = "the first_token timeout or deadline"
+        self._scheduler.submit(job)
+        try:
+            wait = None if limit is None else max(0.0, limit - time.monotonic())
+            try:
+                await asyncio.wait_for(done, wait)
+            except asyncio.TimeoutError:
+                raise self._timeout(what, wait) from None
+            return self._response(self._outcome(job, what))
+        finally:
+            await self._arelease(job)
 
     # ------------------------------------------------------------------ public API
 
+    @staticmethod
+    def _with_tool_calls(request: AnyRequest, response: ChatResponse) -> ChatResponse:
+        """Parse the tool calls out of a reply to a request that offered tools."""
+        tools = _active_tools(request.params)
+        if not tools:
+            return response
+        content, calls = _hf_tools.split_reply(response.text, [t.name for t in tools])
+        if calls:
+            response.message = Message(role="assistant", content=content, tool_calls=calls)
+            response.finish_reason = "tool_calls"
+        return response
+
+    @staticmethod
+    def _tool_filter(request: AnyRequest) -> _hf_tools.ToolEventFilter | None:
+        tools = _active_tools(request.params)
+        return _hf_tools.ToolEventFilter([t.name for t in tools]) if tools else None
+
+    @staticmethod
+    def _filtered(
+        events: Iterator[StreamEvent], tool_filter: _hf_tools.ToolEventFilter | None
+    ) -> Iterator[StreamEvent]:
+        if tool_filter is None:
+            return events
+
+        def filtered() -> Iterator[StreamEvent]:
+            with contextlib.closing(events):  # type: ignore[type-var]
+                for event in events:
+                    yield from tool_filter.push(event)
+
+        return filtered()
+
     def chat(self, request: ChatRequest) -> ChatResponse:
-        """Answer a chat request (messages rendered with the model's chat template)."""
+        """Answer a chat request (messages rendered with the model's chat template).
+
+        With ``tools``, calls the model writes are parsed into ``tool_calls`` (see
+        :mod:`llmkit.backends._hf_tools`); with ``response_format`` (or a forced
+        ``tool_choice``) the reply is constrained to the schema while it is generated.
+        """
         loaded = self._ensure_loaded()
-        return self._response(self._run_whole(loaded, [self._prepare(loaded, request)])[0])
+        response = self._response(self._run_whole(loaded, [self._prepare(loaded, request)])[0])
+        return self._with_tool_calls(request, response)
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         """Continue a raw prompt (no chat template): for base models such as a trained GPT-2."""
@@ -623,7 +807,8 @@ class HuggingFaceBackend(BaseBackend):
         generator stops the generation within one decoding step.
         """
         loaded = self._ensure_loaded()
-        return self._stream_prepared(loaded, self._prepare(loaded, request))
+        events = self._stream_prepared(loaded, self._prepare(loaded, request))
+        return self._filtered(events, self._tool_filter(request))
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
         """Stream the continuation of a raw prompt (see :meth:`complete`)."""
@@ -632,7 +817,7 @@ class HuggingFaceBackend(BaseBackend):
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """:meth:`chat` without blocking the event loop; cancelling the task stops generation."""
-        return await self._awhole(request)
+        return self._with_tool_calls(request, await self._awhole(request))
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
         """:meth:`complete` without blocking the event loop."""
@@ -641,11 +826,16 @@ class HuggingFaceBackend(BaseBackend):
     async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """:meth:`stream` for asyncio: the worker thread feeds the loop, which never blocks."""
         loaded, prepared = await self._aprepare(request)
+        tool_filter = self._tool_filter(request)
         # Close the inner generator explicitly: leaving it to the garbage collector would
         # let the generation run on after the caller's aclose().
         async with contextlib.aclosing(self._astream_prepared(loaded, prepared)) as events:
             async for event in events:
-                yield event
+                if tool_filter is None:
+                    yield event
+                else:
+                    for item in tool_filter.push(event):
+                        yield item
 
     async def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """:meth:`stream_complete` for asyncio."""
@@ -660,9 +850,9 @@ class HuggingFaceBackend(BaseBackend):
         """Answer several requests (chat or completion) in left-padded batches.
 
         Requests with the same sampling settings share one generate() call (up to
-        ``max_batch_size`` rows); each keeps its own ``max_tokens`` and ``stop``. Under
-        greedy decoding the answers equal those of one-by-one calls. Returns the responses
-        in the order of ``requests``.
+        ``max_batch_size`` rows; a request with a ``seed`` runs alone); each keeps its own
+        ``max_tokens`` and ``stop``. Under greedy decoding the answers equal those of
+        one-by-one calls. Returns the responses in the order of ``requests``.
         """
         if not requests:
             return []
@@ -671,16 +861,17 @@ class HuggingFaceBackend(BaseBackend):
         groups: dict[str, list[int]] = {}
         for index, p in enumerate(prepared):
             groups.setdefault(p.key, []).append(index)
+        # The scheduler batches requests in the order given: a group's requests together,
+        # similar lengths next to each other (less compute spent on padding).
+        order = [
+            i
+            for indices in groups.values()
+            for i in sorted(indices, key=lambda i: len(prepared[i].input_ids))
+        ]
+        rows = self._run_whole(loaded, [prepared[i] for i in order], budget_per_batch=True)
         results: list[ChatResponse | None] = [None] * len(prepared)
-        size = self.settings.max_batch_size
-        for indices in groups.values():
-            # Similar lengths together waste less compute on padding.
-            indices = sorted(indices, key=lambda i: len(prepared[i].input_ids))
-            for lo in range(0, len(indices), size):
-                chunk = indices[lo : lo + size]
-                rows = self._run_whole(loaded, [prepared[i] for i in chunk])
-                for i, row in zip(chunk, rows, strict=True):
-                    results[i] = self._response(row)
+        for i, row in zip(order, rows, strict=True):
+            results[i] = self._with_tool_calls(requests[i], self._response(row))
         return [r for r in results if r is not None]
 
     async def abatch(self, requests: Sequence[AnyRequest]) -> list[ChatResponse]:
@@ -689,10 +880,7 @@ class HuggingFaceBackend(BaseBackend):
 
     def close(self) -> None:
         """Stop running generations and free the model (a later call loads it again)."""
-        with self._active_lock:
-            active = list(self._active)
-        for control in active:
-            control.cancel()
+        self._scheduler.close(_JOIN_TIMEOUT)
         with self._load_lock, self._generate_lock:
             loaded, self._loaded = self._loaded, None
         if loaded is not None:

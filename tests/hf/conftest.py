@@ -244,3 +244,55 @@ def smollm2_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cache folder of the slow tests: LLMKIT_CACHE_DIR when set, else a session folder."""
     env = os.environ.get("LLMKIT_CACHE_DIR")
     return Path(env) if env else tmp_path_factory.mktemp("llmkit-cache")
+
+
+# A ChatML template that renders tools the way Qwen/Hermes templates do: the schemas in the
+# system turn, calls as <tool_call> blocks, results as <tool_response> in a tool turn.
+TOOLS_CHATML = (
+    "{%- if tools %}<|im_start|>system\n"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}"
+    "# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>\n"
+    'Call a tool with <tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>\n'
+    "{%- elif messages[0]['role'] == 'system' %}"
+    "<|im_start|>system\n{{ messages[0]['content'] }}<|im_end|>\n{%- endif %}"
+    "{%- for m in messages %}"
+    "{%- if m['role'] == 'system' %}"
+    "{%- elif m['role'] == 'tool' %}"
+    "<|im_start|>tool\n<tool_response>{{ m['content'] }}</tool_response><|im_end|>\n"
+    "{%- elif m.get('tool_calls') %}<|im_start|>assistant\n{% for c in m['tool_calls'] %}"
+    "<tool_call>{{ {'name': c['function']['name'], 'arguments': c['function']['arguments']}"
+    " | tojson }}</tool_call>{% endfor %}<|im_end|>\n"
+    "{%- else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{%- endif %}"
+    "{%- endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _long_context_copy(source: Path, folder: Path) -> Path:
+    """A copy of a tiny model with a longer context window (tool and schema prompts are
+    long in a 400-token vocabulary); rotary position embeddings need no new weights."""
+    import json
+    import shutil
+
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 4096
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_long_llama_dir(models_root: Path, tiny_llama_dir: Path) -> Path:
+    """The tiny Llama (ChatML template, no tool support) with a 4096-token context."""
+    return _long_context_copy(tiny_llama_dir, models_root / "tiny-llama-long")
+
+
+@pytest.fixture(scope="session")
+def tiny_tools_llama_dir(models_root: Path, tiny_llama_dir: Path) -> Path:
+    """The tiny Llama with a chat template that supports tools, and a 4096-token context."""
+    from transformers import AutoTokenizer
+
+    folder = _long_context_copy(tiny_llama_dir, models_root / "tiny-llama-tools")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = TOOLS_CHATML
+    tok.save_pretrained(folder)
+    return folder

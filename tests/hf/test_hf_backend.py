@@ -330,12 +330,6 @@ def test_context_length_is_checked_before_generating(llama: HuggingFaceBackend) 
         llama.chat(chat_request("Hello " * 600))
 
 
-def test_unsupported_features_are_clear_errors(llama: HuggingFaceBackend) -> None:
-    with pytest.raises(errors.UnsupportedFeatureError, match="tools"):
-        llama.chat(chat_request(tools=[{"name": "lookup"}]))
-    assert llama.capabilities.tools is False and llama.capabilities.completion is True
-
-
 def test_developer_and_multi_turn_messages(llama: HuggingFaceBackend) -> None:
     request = ChatRequest(
         model="tiny",

@@ -75,5 +75,3 @@ def test_complete_on_a_trainer_checkpoint(driver: Any, trainer_checkpoint: Path)
 def test_usage_errors_are_config_errors(driver: Any, tmp_path: Path, hf: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="no such folder"):
         driver.chat({"model": f"hf:{tmp_path / 'missing'}"}, "Hello")
-    with pytest.raises(UnsupportedFeatureError):
-        driver.chat(hf, "Hello", tools=[{"name": "lookup"}])

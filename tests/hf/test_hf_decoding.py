@@ -13,7 +13,7 @@ from llmkit.backends._hf_generation import (
     build_generation_config,
     sampling_key,
 )
-from llmkit.errors import InvalidInputError, UnsupportedFeatureError
+from llmkit.errors import InvalidInputError
 from llmkit.types import GenerationParams
 
 MULTIBYTE = "A café in Zürich 日本語 🙂🚀 crème brûlée € done"
@@ -112,8 +112,6 @@ def test_extra_options_are_checked() -> None:
         _config(GenerationParams(), {"repetition_penalti": 1.3})
     with pytest.raises(InvalidInputError, match="beam search"):
         _config(GenerationParams(), {"num_beams": 4})
-    with pytest.raises(UnsupportedFeatureError, match="tools"):
-        _config(GenerationParams(tools=[{"name": "f"}]))
 
 
 def test_sampling_key_groups_equal_settings() -> None:

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel
 
+from llmkit import Client
 from llmkit.backends import _hf_loading
 from llmkit.backends.huggingface import HuggingFaceBackend
 from llmkit.types import ChatRequest, GenerationParams, Message
@@ -96,3 +99,42 @@ def test_quickstart_example(
         check=True,
     )
     assert "Paris" in out.stdout
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+    home: City
+
+
+def test_structured_output_on_the_real_model(smollm2: HuggingFaceBackend) -> None:
+    with Client(backend=smollm2) as client:
+        response = client.chat(
+            "Alice is 30 years old and lives in Paris, France.", response_model=Person
+        )
+    assert response.parsed == Person(
+        name="Alice", age=30, home=City(name="Paris", country="France")
+    )
+
+
+def test_forced_tool_call_on_the_real_model(smollm2: HuggingFaceBackend) -> None:
+    def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> str:
+        """Get the current weather in a city.
+
+        Args:
+            city: the city name.
+            unit: the temperature unit.
+        """
+        return f"sunny, 21 degrees {unit}"
+
+    with Client(backend=smollm2) as client:
+        response = client.chat(
+            "What is the weather in Paris?", tools=[get_weather], tool_choice="required"
+        )
+    (call,) = response.tool_calls
+    assert call.name == "get_weather" and call.parsed_arguments["city"] == "Paris"
