@@ -3,7 +3,9 @@
 Every HTTP backend (the ``openai`` SDK backend, which gets these clients injected as
 ``http_client=``, and the ``rest`` backend) uses :func:`build_client` /
 :func:`build_async_client`, so pooling limits, timeouts, proxies and TLS settings behave the
-same everywhere, and respx sees every request in tests.
+same everywhere, and respx sees every request in tests. The sync clients also honour a
+:class:`CallBudget` on every socket operation (see :mod:`llmkit._budget`): httpx alone bounds
+neither a sync call's total deadline nor a stream's idle gap.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import Any
 import httpx
 
 from . import __version__
+from ._budget import CallBudget, OverBudget, install
 from .errors import ConnectionError, ProviderError, TimeoutError, redact
 from .timeouts import Timeout
 
 __all__ = [
     "DEFAULT_LIMITS",
     "USER_AGENT",
+    "CallBudget",
     "allow_stream_gaps",
     "build_async_client",
     "build_client",
@@ -116,8 +120,9 @@ def build_client(
     http2: bool = False,
     limits: httpx.Limits | None = None,
 ) -> httpx.Client:
-    """A pooled :class:`httpx.Client` configured the llmkit way."""
-    return httpx.Client(
+    """A pooled :class:`httpx.Client` configured the llmkit way, honouring the active
+    :class:`CallBudget` on every socket operation."""
+    client = httpx.Client(
         **_client_kwargs(
             base_url=base_url,
             headers=headers,
@@ -127,6 +132,8 @@ def build_client(
             limits=limits,
         )
     )
+    install(client)
+    return client
 
 
 def build_async_client(
@@ -165,6 +172,11 @@ def map_transport_error(
         # The httpx exception stays attached as __cause__; it must not carry the secret either.
         exc.args = (text,)
     if isinstance(exc, httpx.TimeoutException):
+        cause = exc.__cause__
+        if isinstance(cause, OverBudget):  # the message names the budget that ran out
+            return TimeoutError(
+                text, backend=backend, model=model, retryable=cause.budget != "total"
+            )
         phase = {
             httpx.ConnectTimeout: "connect",
             httpx.ReadTimeout: "read (first token / idle)",

@@ -17,10 +17,11 @@ class Timeout:
 
     Args:
         connect: to open a connection (HTTP backends) or load nothing (local ones).
-        first_token: from sending the request until the first byte of the answer arrives
-            (for a non-streamed call, until the whole answer arrives).
-        idle: the longest gap allowed between two chunks of a stream; a stalled stream fails
-            with :class:`llmkit.errors.TimeoutError` after it.
+        first_token: from sending the request until a stream's first event arrives; for a
+            non-streamed call, the longest the server may stay silent while the answer is
+            read.
+        idle: the longest gap allowed between two events of a stream (from asking for the
+            next one); a stalled stream fails with :class:`llmkit.errors.TimeoutError` after it.
         total: the whole call, retries and fallbacks included.
 
     A plain number passed where a timeout is expected bounds every phase: ``timeout=5``

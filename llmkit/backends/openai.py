@@ -22,6 +22,7 @@ portable form every llmkit backend gives.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -359,19 +360,27 @@ class _OpenAIBase(BaseBackend):
 
     # -- response reading (pure)
 
-    def _chat_response(self, content: bytes, model: str) -> ChatResponse:
+    def _chat_response(
+        self, content: bytes, model: str, headers: Mapping[str, str]
+    ) -> ChatResponse:
         data = _decode_json(content, backend=self.spec)
         error = error_in_payload(data, backend=self.name, model=model)
         if error is not None:  # some compatible servers answer 200 with an error object
             raise self._map_error(error, model)
-        return parse_chat_completion(data, backend=self.spec)
+        response = parse_chat_completion(data, backend=self.spec)
+        response.request_id = headers.get("x-request-id")
+        return response
 
-    def _completion_response(self, content: bytes, model: str) -> ChatResponse:
+    def _completion_response(
+        self, content: bytes, model: str, headers: Mapping[str, str]
+    ) -> ChatResponse:
         data = _decode_json(content, backend=self.spec)
         error = error_in_payload(data, backend=self.name, model=model)
         if error is not None:
             raise self._map_error(error, model)
-        return parse_completion(data, backend=self.spec)
+        response = parse_completion(data, backend=self.spec)
+        response.request_id = headers.get("x-request-id")
+        return response
 
     # -- the one place failures become llmkit errors
 
@@ -432,18 +441,23 @@ class _OpenAIBase(BaseBackend):
         """One chat completion (``POST /chat/completions``), one HTTP attempt."""
         kwargs = self._chat_kwargs(request, stream=False)
         try:
-            raw = self.sdk.chat.completions.with_raw_response.create(**kwargs)
+            with _http.CallBudget(request.timeout, request.deadline):
+                raw = self.sdk.chat.completions.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
-        return self._chat_response(raw.content, kwargs["model"])
+        return self._chat_response(raw.content, kwargs["model"], raw.headers)
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """Stream one chat completion; closing the generator closes the HTTP response."""
         kwargs = self._chat_kwargs(request, stream=True)
         model = kwargs["model"]
         state = _StreamState(self.name, model, request.deadline)
+        budget = _http.CallBudget(request.timeout, request.deadline, stream=True)
         try:
-            with self.sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
+            with contextlib.ExitStack() as stack:
+                manager = self.sdk.chat.completions.with_streaming_response.create(**kwargs)
+                with budget:  # the send; the transport binds the budget to the body
+                    response = stack.enter_context(manager)
                 state.request_id = response.headers.get("x-request-id")
                 _http.allow_stream_gaps(
                     response.http_response, request.timeout, request.remaining()
@@ -451,9 +465,9 @@ class _OpenAIBase(BaseBackend):
                 for data in response.iter_bytes():
                     if state.done:
                         continue  # drain to the end, as the async shell does
-                    events = state.feed(data)
-                    if events:
-                        yield from events
+                    for event in state.feed(data):
+                        yield event
+                        budget.next_event()  # the caller wants more: idle budget from now
                 yield from state.end()
         except (ProviderError, openai.OpenAIError, httpx.HTTPError) as exc:
             if state.done and isinstance(exc, httpx.HTTPError):
@@ -468,10 +482,11 @@ class _OpenAIBase(BaseBackend):
         """One raw completion (``POST /completions``): prompt in, continuation out."""
         kwargs = self._completion_kwargs(request)
         try:
-            raw = self.sdk.completions.with_raw_response.create(**kwargs)
+            with _http.CallBudget(request.timeout, request.deadline):
+                raw = self.sdk.completions.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
-        return self._completion_response(raw.content, kwargs["model"])
+        return self._completion_response(raw.content, kwargs["model"], raw.headers)
 
     # -- async shells (mirrors of the above; all logic lives in the pure helpers)
 
@@ -482,7 +497,7 @@ class _OpenAIBase(BaseBackend):
             raw = await self.async_sdk.chat.completions.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
-        return self._chat_response(raw.content, kwargs["model"])
+        return self._chat_response(raw.content, kwargs["model"], raw.headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Async :meth:`stream`; ``aclose()`` closes the HTTP response."""
@@ -523,7 +538,7 @@ class _OpenAIBase(BaseBackend):
             raw = await self.async_sdk.completions.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
-        return self._completion_response(raw.content, kwargs["model"])
+        return self._completion_response(raw.content, kwargs["model"], raw.headers)
 
     # -- lifecycle
 

@@ -35,6 +35,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from .._http import (
+    CallBudget,
     allow_stream_gaps,
     build_async_client,
     build_client,
@@ -302,27 +303,34 @@ class RestBackend(BaseBackend):
         t = request.timeout
         remaining = request.remaining()
         if remaining is None:
-            # Most calls share a handful of Timeout values; converting them is not free.
-            cached = self._timeouts.get(t)
-            if cached is None:
-                cached = self._timeouts[t] = httpx_timeout(t)
-                if len(self._timeouts) > 64:
-                    self._timeouts.clear()
-            return cached
+            return self._timeout_for(t)
         if remaining <= 0:
             raise TimeoutError(
                 "the call's deadline passed before the request was sent",
                 backend=BACKEND,
                 model=self.model,
             )
-        if remaining < max(t.connect, t.read, t.total):
-            t = Timeout(
+        # Capping by ``remaining`` changes nothing while every httpx budget (each phase,
+        # itself capped by ``total``) still fits: then the shared conversion does.
+        if remaining >= min(max(t.connect, t.read), t.total):
+            return self._timeout_for(t)
+        return httpx_timeout(
+            Timeout(
                 connect=min(t.connect, remaining),
                 first_token=min(t.first_token, remaining),
                 idle=min(t.idle, remaining),
                 total=min(t.total, remaining),
             )
-        return httpx_timeout(t)
+        )
+
+    def _timeout_for(self, t: Timeout) -> httpx.Timeout:
+        # Most calls share a handful of Timeout values; converting them is not free.
+        cached = self._timeouts.get(t)
+        if cached is None:
+            cached = self._timeouts[t] = httpx_timeout(t)
+            if len(self._timeouts) > 64:
+                self._timeouts.clear()
+        return cached
 
     @staticmethod
     def _stream_end(request: ChatRequest | CompletionRequest) -> float | None:
@@ -386,10 +394,12 @@ class RestBackend(BaseBackend):
                 f"reply is not JSON: {trim(text)!r}", backend=BACKEND, model=self.model
             ) from None
         try:
-            return call.parse(data, response.headers)
+            parsed = call.parse(data, response.headers)
         except ProviderError as err:
             self._own(err)
             raise
+        parsed.request_id = response.headers.get("x-request-id")
+        return parsed
 
     def _acquire(self, tried: list[Replica]) -> Replica:
         replica = self._replicas.acquire(tried)
@@ -436,7 +446,9 @@ class RestBackend(BaseBackend):
             try:
                 url = call.url(replica)
                 logger.debug("rest: POST %s", replica.display)
-                response = client.post(url, json=call.payload, timeout=self._timeout(request))
+                timeout = self._timeout(request)
+                with CallBudget(request.timeout, request.deadline):
+                    response = client.post(url, json=call.payload, timeout=timeout)
                 if response.status_code >= 400:
                     raise self._status_error(response, replica)
                 self._replicas.succeeded(replica)
@@ -470,7 +482,9 @@ class RestBackend(BaseBackend):
                     timeout=self._timeout(request),
                 )
                 logger.debug("rest: POST %s (stream)", replica.display)
-                response = client.send(req, stream=True)
+                budget = CallBudget(request.timeout, request.deadline, stream=True)
+                with budget:  # the send; the transport binds the budget to the body
+                    response = client.send(req, stream=True)
                 if response.status_code >= 400:
                     response.read()
                     raise self._status_error(response, replica)
@@ -483,6 +497,7 @@ class RestBackend(BaseBackend):
                     for event in parser.feed(data):
                         yielded = True
                         yield event
+                        budget.next_event()  # the caller wants more: idle budget from now
                     if parser.done:
                         try:  # read the rest so the connection goes back to the pool
                             for _ in chunks:

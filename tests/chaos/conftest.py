@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 
 import pytest
 
 from .fault_server import FaultServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _backends_imported() -> None:
+    """Import the backends (the openai SDK alone takes ~0.7 s) before any timed call, so
+    the first test of a run does not pay a one-off import inside its time budget."""
+    importlib.import_module("llmkit.backends.openai")
+    importlib.import_module("llmkit.backends.rest")
 
 
 @pytest.fixture(scope="session")

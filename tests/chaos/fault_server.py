@@ -55,6 +55,9 @@ FaultKind = Literal[
     "stall",  # wait ``seconds`` before the first byte (or until the client hangs up)
     "stall_mid",  # stream ``after`` chunks, then stall ``seconds``, then finish
     "trickle",  # a plain reply whose body arrives one byte every ``seconds``
+    "trickle_head",  # a reply whose status line and headers arrive one byte every ``seconds``
+    "drip",  # a streamed reply with a pause of ``seconds`` before each event
+    "keepalive",  # a stream that sends only SSE comments, one every ``seconds``, never an event
 ]
 
 _REASONS = {
@@ -130,6 +133,18 @@ class Fault:
     @classmethod
     def trickle(cls, seconds: float = 0.2) -> Fault:
         return cls("trickle", seconds=seconds)
+
+    @classmethod
+    def trickle_head(cls, seconds: float = 0.2) -> Fault:
+        return cls("trickle_head", seconds=seconds)
+
+    @classmethod
+    def drip(cls, seconds: float = 0.2) -> Fault:
+        return cls("drip", seconds=seconds)
+
+    @classmethod
+    def keepalive(cls, seconds: float = 0.2) -> Fault:
+        return cls("keepalive", seconds=seconds)
 
 
 @dataclass
@@ -562,6 +577,14 @@ class FaultServer:
             if await _client_left(reader, fault.seconds):
                 return False
             kind = "ok"  # the stall is over: answer normally, late
+        if kind == "trickle_head":
+            head = _head(200, "application/json", ["content-length: 0"]) + b"\r\n"
+            for i in range(len(head)):
+                writer.write(head[i : i + 1])
+                await writer.drain()
+                if await _client_left(reader, fault.seconds):
+                    return False
+            return False  # the client gave up long before; the empty body is no reply
         if not stream:
             text = "".join(words)
             payload = _plain_reply(dialect, model, text, len(words))
@@ -592,8 +615,16 @@ class FaultServer:
         # streamed replies: one HTTP chunk per event, flushed one by one like a real server
         content_type = "application/x-ndjson" if dialect == "ollama" else "text/event-stream"
         writer.write(_head(200, content_type, ["transfer-encoding: chunked"]) + b"\r\n")
+        if kind == "keepalive":  # SSE comments keep bytes flowing; no event ever comes
+            while True:
+                writer.write(_chunk(b": keep-alive\n\n"))
+                await writer.drain()
+                if await _client_left(reader, fault.seconds):
+                    return False
         events = _stream_events(dialect, model, words)
         for i, event in enumerate(events):
+            if kind == "drip" and await _client_left(reader, fault.seconds):
+                return False
             if i == fault.after:
                 if kind == "drop":
                     await writer.drain()

@@ -4,9 +4,12 @@ before its first event reached the caller; after that the error surfaces (never 
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
-from llmkit import errors
+from llmkit import AsyncClient, Client, RetryPolicy, Timeout, errors
 
 from .fault_server import Fault, FaultServer
 from .harness import RETRY, TIMEOUT, client_kwargs, run
@@ -108,26 +111,101 @@ def test_long_stall_mid_stream_is_a_timeout_without_replay(
 IDLE_GAP = 0.42
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        pytest.param(
-            "sync",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sync Stream does not enforce Timeout.idle: httpx read timeout is "
-                "max(first_token, idle) and Stream.__next__ has no per-event budget",
-            ),
-        ),
-        "async",
-    ],
-)
 def test_gap_longer_than_idle_is_a_timeout(server: FaultServer, mode: str, kind: str) -> None:
     url = server.scenario(then=Fault.stall_mid(after=2, seconds=IDLE_GAP))
     out = run(mode, f"{kind}:m", PROMPT, stream=True, **client_kwargs(kind, url))
     assert isinstance(out.error, errors.TimeoutError), out.error
     assert out.text == "echo: one "
     assert len(server.requests(url)) == 1
+
+
+def test_slow_consumer_is_not_an_idle_timeout(server: FaultServer, mode: str, kind: str) -> None:
+    """``idle`` bounds the server's gaps, not the caller's: time spent between asking for
+    events is not the stream's to account for."""
+    timeout = Timeout(connect=1, first_token=0.5, idle=0.2, total=10)
+    kwargs = client_kwargs(kind, url := server.scenario(), timeout=timeout)
+    seen: list[str] = []
+    started = time.monotonic()
+    if mode == "sync":
+        with Client(f"{kind}:m", **kwargs) as c, c.stream(PROMPT) as s:
+            for event in s:
+                seen.append(event.text)
+                time.sleep(0.3)
+    else:
+
+        async def go() -> None:
+            async with AsyncClient(f"{kind}:m", **kwargs) as c, c.stream(PROMPT) as s:
+                async for event in s:
+                    seen.append(event.text)
+                    await asyncio.sleep(0.3)
+
+        asyncio.run(go())
+    assert "".join(seen) == f"echo: {PROMPT}"
+    assert len(server.requests(url)) == 1
+    assert time.monotonic() - started < len(seen) * 0.3 + FAST
+
+
+def test_caller_cancelling_a_wait_is_a_cancellation_not_a_timeout(
+    server: FaultServer, kind: str
+) -> None:
+    """The caller's own deadline around ``__anext__`` (``asyncio.wait_for``) cancels the
+    wait; llmkit must not turn that into its own ``TimeoutError``, and the stream's budget
+    must not fire later on a task that moved on."""
+    timeout = Timeout(connect=1, first_token=1, idle=0.5, total=10)
+    url = server.scenario(then=Fault.stall_mid(after=2, seconds=10))
+
+    async def go() -> None:
+        async with AsyncClient(f"{kind}:m", **client_kwargs(kind, url, timeout=timeout)) as c:
+            async with c.stream(PROMPT) as s:
+                assert (await s.__anext__()).text == "echo: "
+                assert (await s.__anext__()).text == "one "
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(s.__anext__(), 0.1)
+            await asyncio.sleep(0.6)  # past the idle budget: nothing may cancel this task
+
+    started = time.monotonic()
+    asyncio.run(go())
+    assert time.monotonic() - started < 0.6 + FAST
+
+
+def test_stream_dripping_past_the_total_ends_at_the_total(
+    server: FaultServer, mode: str, kind: str
+) -> None:
+    """Every event arrives inside the first-token and idle budgets, but the whole reply
+    takes longer than the total: the call ends at the total, not at the next event."""
+    timeout = Timeout(connect=1, first_token=2, idle=2, total=1)
+    url = server.scenario(then=Fault.drip(0.9))
+    out = run(
+        mode,
+        f"{kind}:m",
+        PROMPT,
+        stream=True,
+        **client_kwargs(kind, url, timeout=timeout, retry=RetryPolicy(max_attempts=1)),
+    )
+    assert isinstance(out.error, errors.TimeoutError), out.error
+    assert out.text == "echo: "  # the one event that made it inside the total
+    assert out.elapsed < timeout.total + 0.6
+
+
+@pytest.mark.parametrize("kind", ["rest", "openai"])  # SSE dialects: comments are SSE
+def test_keepalive_comments_do_not_extend_the_first_token_budget(
+    server: FaultServer, mode: str, kind: str
+) -> None:
+    """A server that sends only SSE comments has sent no token: the first-token budget
+    runs from the request, whatever bytes keep the connection busy."""
+    timeout = Timeout(connect=1, first_token=0.5, idle=0.5, total=5)
+    url = server.scenario(then=Fault.keepalive(0.1))
+    out = run(
+        mode,
+        f"{kind}:m",
+        PROMPT,
+        stream=True,
+        **client_kwargs(kind, url, timeout=timeout, retry=RetryPolicy(max_attempts=1)),
+    )
+    assert isinstance(out.error, errors.TimeoutError), out.error
+    assert "first" in str(out.error), out.error
+    assert out.events == []
+    assert out.elapsed < timeout.first_token + FAST
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,36 @@ async def test_plain_chat(backend: OpenAIBackend, mock: respx.MockRouter, mode: 
     }
 
 
+async def test_request_id_is_kept_and_logged(
+    mock: respx.MockRouter, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from llmkit import AsyncClient, Client
+
+    caplog.set_level(logging.INFO, logger="llmkit")
+    headers = {"x-request-id": "req_0123"}
+    mock.post("/chat/completions").respond(json=completion_body(), headers=headers)
+    legacy = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1_700_000_000,
+        "model": "gpt-3.5-turbo-instruct",
+        "choices": [{"index": 0, "text": " a time", "finish_reason": "stop", "logprobs": None}],
+    }
+    mock.post("/completions").respond(json=legacy, headers=headers)
+    if mode == "sync":
+        with Client("openai:gpt-4o-mini", api_key=KEY) as client:
+            responses = [client.chat("Hello"), client.complete("Hello")]
+    else:
+        async with AsyncClient("openai:gpt-4o-mini", api_key=KEY) as aclient:
+            responses = [await aclient.chat("Hello"), await aclient.complete("Hello")]
+    assert [r.request_id for r in responses] == ["req_0123", "req_0123"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "llmkit"]
+    assert len(logged) == 2 and all("request_id=req_0123" in m for m in logged)
+    assert "id=chatcmpl-abc123" in logged[0] and "id=cmpl-1" in logged[1]
+
+
 async def test_every_parameter_lands_in_the_json(
     backend: OpenAIBackend, mock: respx.MockRouter, mode: str
 ) -> None:

@@ -85,6 +85,15 @@ def test_chat(driver: Any, respx_mock: Any) -> None:
     assert route.calls.last.request.headers["authorization"] == f"Bearer {FAKE_KEY}"
 
 
+def test_request_id_header_is_kept(driver: Any, respx_mock: Any) -> None:
+    answer = reply()
+    answer.headers["x-request-id"] = "req-42"
+    respx_mock.post(URL).mock(return_value=answer)
+    assert driver.chat(opts(), "Hello").request_id == "req-42"
+    respx_mock.post(URL).mock(return_value=reply())
+    assert driver.chat(opts(), "Hello").request_id is None
+
+
 def test_stream(driver: Any, respx_mock: Any) -> None:
     respx_mock.post(URL).mock(side_effect=lambda req: sse_reply("Bon", "jour"))
     events, response = driver.stream(opts(), "Hello")

@@ -1,0 +1,74 @@
+"""llmkit's sync HTTP clients cap every socket operation by the active ``CallBudget``
+(llmkit/_budget.py), and only while one is active: the same client used without a budget
+(health probes, a user's own requests) keeps httpx's plain per-read timeouts."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from llmkit import Timeout, errors
+from llmkit._budget import BudgetBackend, CallBudget, OverBudget
+from llmkit._http import build_client, map_transport_error
+
+from .fault_server import Fault, FaultServer
+
+pytestmark = pytest.mark.timeout(15)
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_every_pool_of_an_llmkit_client_is_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx keeps the network backend private; if a release moves it, this fails first.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with build_client() as client:
+        transports = [client._transport, *client._mounts.values()]
+        assert len(transports) == 2  # the default pool and the proxy from the environment
+        for transport in transports:
+            assert isinstance(transport._pool._network_backend, BudgetBackend)  # type: ignore[union-attr]
+
+
+def test_budget_caps_a_trickled_reply_only_while_active(server: FaultServer) -> None:
+    # ~270 bytes at 3 ms each: ~0.8 s, every byte well inside the 0.5 s read timeout.
+    url = server.scenario(then=Fault.trickle(0.003)) + "/chat/completions"
+    timeout = Timeout(connect=1, first_token=0.5, idle=0.5, total=0.3)
+    with build_client(timeout=Timeout(connect=1, first_token=0.5, idle=0.5, total=5)) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout) as info, CallBudget(timeout):
+            client.post(url, json=BODY)
+        assert time.monotonic() - started < timeout.total + 0.5
+        cause = info.value.__cause__
+        assert isinstance(cause, OverBudget) and cause.budget == "total"
+        error = map_transport_error(info.value, backend="rest", model="m")
+        assert isinstance(error, errors.TimeoutError)
+        assert "total timeout of 0.3s" in error.message
+        assert error.retryable is False  # the call's budget is spent
+
+        # The same client, no budget active: the trickle is served to the end.
+        response = client.post(url, json=BODY)
+        assert response.status_code == 200 and response.json()["choices"]
+
+
+def test_stream_body_keeps_its_budget_after_the_send(server: FaultServer) -> None:
+    # The body of a stream is read outside ``with budget:``; the budget goes with it.
+    url = server.scenario(then=Fault.stall_mid(after=1, seconds=10)) + "/chat/completions"
+    budget = CallBudget(Timeout(connect=1, first_token=0.5, idle=0.2, total=5), stream=True)
+    with build_client(timeout=Timeout(connect=1, first_token=5, idle=5, total=5)) as client:
+        request = client.build_request("POST", url, json={**BODY, "stream": True})
+        with budget:
+            response = client.send(request, stream=True)
+        try:
+            chunks = response.iter_bytes()
+            assert next(chunks)  # the first event
+            budget.next_event()
+            started = time.monotonic()
+            with pytest.raises(httpx.ReadTimeout) as info:
+                next(chunks)
+            assert time.monotonic() - started < 0.2 + 0.5
+        finally:
+            response.close()
+        cause = info.value.__cause__
+        assert isinstance(cause, OverBudget) and cause.budget == "idle"
+        assert "idle timeout" in str(cause)
