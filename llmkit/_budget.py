@@ -86,7 +86,7 @@ class CallBudget:
         if budget == "total":
             return f"total timeout of {t.total:g}s (or the call's deadline) ran out while {doing}"
         if budget == "idle":
-            return f"idle timeout: the stream sent nothing for {t.idle:g}s"
+            return f"idle timeout: no new event within {t.idle:g}s"
         if self.per_read == _INF:
             return f"first-token timeout: no token within {t.first_token:g}s"
         return f"read timeout: the server sent nothing for {t.first_token:g}s (first-token budget)"

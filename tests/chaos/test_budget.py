@@ -72,3 +72,24 @@ def test_stream_body_keeps_its_budget_after_the_send(server: FaultServer) -> Non
         cause = info.value.__cause__
         assert isinstance(cause, OverBudget) and cause.budget == "idle"
         assert "idle timeout" in str(cause)
+
+
+def test_a_closed_body_leaves_no_budget_on_its_connection(server: FaultServer) -> None:
+    # An HTTP/1.1 body carries its budget on the connection; once the body is closed the
+    # connection goes back to the pool, and the next request on it must not inherit it.
+    fast = server.scenario() + "/chat/completions"
+    slow = server.scenario(then=Fault.trickle(0.003)) + "/chat/completions"
+    with build_client(timeout=Timeout(connect=1, first_token=0.5, idle=0.5, total=5)) as client:
+        budget = CallBudget(Timeout(connect=1, first_token=1, idle=1, total=0.4), stream=True)
+        request = client.build_request("POST", fast, json={**BODY, "stream": True})
+        with budget:
+            response = client.send(request, stream=True)
+        try:
+            assert b"[DONE]" in response.read()
+        finally:
+            response.close()
+        time.sleep(0.4)  # the stream's budget is spent by now
+        response = client.post(slow, json=BODY)  # ~0.8 s, on the same connection
+        assert response.status_code == 200 and response.json()["choices"]
+    first, second = server.requests(fast)[0], server.requests(slow)[0]
+    assert first.connection == second.connection
