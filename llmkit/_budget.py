@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar, Token
 from time import monotonic as _monotonic
 from typing import Any
@@ -194,17 +194,25 @@ class _BudgetStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        budget, timeout = _total_left(timeout)
-        try:
-            stream = self._stream.start_tls(ssl_context, server_hostname, timeout)
-        except httpcore.ConnectTimeout as exc:
-            if budget is None:
-                raise
-            raise _ConnectOverBudget(budget.message("total", _CONNECTING), "total") from exc
-        return _BudgetStream(stream)
+        return _open(timeout, lambda t: self._stream.start_tls(ssl_context, server_hostname, t))
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
+
+
+def _open(
+    timeout: float | None, connect: Callable[[float | None], httpcore.NetworkStream]
+) -> _BudgetStream:
+    """Open a connection (or start TLS) within what the active budget leaves; a connect
+    timeout caused by the budget names it."""
+    budget, timeout = _total_left(timeout)
+    try:
+        stream = connect(timeout)
+    except httpcore.ConnectTimeout as exc:
+        if budget is None:
+            raise
+        raise _ConnectOverBudget(budget.message("total", _CONNECTING), "total") from exc
+    return _BudgetStream(stream)
 
 
 class BudgetBackend(httpcore.NetworkBackend):
@@ -221,20 +229,12 @@ class BudgetBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        budget, timeout = _total_left(timeout)
-        try:
-            stream = self._backend.connect_tcp(
-                host,
-                port,
-                timeout=timeout,
-                local_address=local_address,
-                socket_options=socket_options,
-            )
-        except httpcore.ConnectTimeout as exc:
-            if budget is None:
-                raise
-            raise _ConnectOverBudget(budget.message("total", _CONNECTING), "total") from exc
-        return _BudgetStream(stream)
+        return _open(
+            timeout,
+            lambda t: self._backend.connect_tcp(
+                host, port, timeout=t, local_address=local_address, socket_options=socket_options
+            ),
+        )
 
     def connect_unix_socket(
         self,
@@ -242,16 +242,12 @@ class BudgetBackend(httpcore.NetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        budget, timeout = _total_left(timeout)
-        try:
-            stream = self._backend.connect_unix_socket(
-                path, timeout=timeout, socket_options=socket_options
-            )
-        except httpcore.ConnectTimeout as exc:
-            if budget is None:
-                raise
-            raise _ConnectOverBudget(budget.message("total", _CONNECTING), "total") from exc
-        return _BudgetStream(stream)
+        return _open(
+            timeout,
+            lambda t: self._backend.connect_unix_socket(
+                path, timeout=t, socket_options=socket_options
+            ),
+        )
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)

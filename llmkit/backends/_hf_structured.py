@@ -113,7 +113,6 @@ class GrammarConstraint:
 
     def __init__(self, matcher: Any) -> None:
         self.matcher = matcher
-        self.started = False
 
     def allowed(self, last_token: int | None) -> bytes | None:
         """Consume ``last_token`` (``None`` at the first step) and return the mask of allowed

@@ -349,16 +349,17 @@ class HuggingFaceBackend(BaseBackend):
                     )
                 ids = [int(bos)]
         params: GenerationParams = request.params
-        constraint = self._constraint(loaded, request)
+        tools = _active_tools(params)
+        schema = self._schema(params)
+        constraint = self._constraint(loaded, params, tools, schema)
         if isinstance(request, ChatRequest):
             messages = request.messages
-            schema = self._schema(params)
             if schema:
                 # Constrained decoding makes the reply valid JSON; the instruction tells the
                 # model what to put in it.
                 instruction = structured.schema_instruction_message(schema).text
                 messages = _with_system(messages, instruction)
-            ids = self._chat_ids(loaded, messages, _active_tools(params))
+            ids = self._chat_ids(loaded, messages, tools)
         wanted = params.max_tokens if "max_tokens" in params.model_fields_set else None
         max_new = wanted or self.settings.max_new_tokens
         context = getattr(loaded.model.config, "max_position_embeddings", None)
@@ -412,13 +413,15 @@ class HuggingFaceBackend(BaseBackend):
         return self._grammars
 
     def _constraint(
-        self, loaded: LoadedModel, request: AnyRequest
+        self,
+        loaded: LoadedModel,
+        params: GenerationParams,
+        tools: list[Tool],
+        schema: dict[str, Any],
     ) -> _hf_structured.GrammarConstraint | None:
         """The constrained-decoding state for a request: a forced tool call, or the
         ``response_format`` schema; ``None`` when the reply is free text."""
-        params: GenerationParams = request.params
-        forced = _forced_tools(params, _active_tools(params))
-        schema = self._schema(params)
+        forced = _forced_tools(params, tools)
         if not forced and not schema:
             return None
         factory = self._grammar_factory(loaded)

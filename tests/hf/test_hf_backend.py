@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hf_testkit import chat_request, generate_threads, slow, wait_no_generate_threads
 
 from llmkit import errors
 from llmkit.backends.huggingface import HuggingFaceBackend
@@ -27,28 +28,6 @@ from llmkit.types import (
 PROMPTS = ["Hello", "What is the capital of France?", "Tell me a story", "café 🙂"]
 
 
-def chat_request(
-    text: str = "Hello", extra: dict[str, Any] | None = None, **params: Any
-) -> ChatRequest:
-    return ChatRequest(
-        model="tiny",
-        messages=[Message.user(text)],
-        params=GenerationParams(**params),
-        extra=extra or {},
-    )
-
-
-class Slow:
-    """A logits processor that makes every decoding step take ``delay`` seconds."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        time.sleep(self.delay)
-        return scores
-
-
 class ForceEos:
     """Forces the EOS token once ``after`` tokens were generated."""
 
@@ -60,22 +39,6 @@ class ForceEos:
             scores[:, :] = -float("inf")
             scores[:, self.eos] = 0.0
         return scores
-
-
-def slow(delay: float, **extra: Any) -> dict[str, Any]:
-    # min_new_tokens keeps the random model from ending early on EOS.
-    return {"logits_processor": [Slow(delay)], "min_new_tokens": 20, **extra}
-
-
-def generate_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "llmkit-hf-generate"]
-
-
-def wait_no_generate_threads(timeout: float = 2.0) -> None:
-    end = time.monotonic() + timeout
-    while generate_threads() and time.monotonic() < end:
-        time.sleep(0.01)
-    assert not generate_threads()
 
 
 def test_chat_answers_with_usage_from_token_ids(llama: HuggingFaceBackend) -> None:

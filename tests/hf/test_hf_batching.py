@@ -18,44 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hf_testkit import Slow, chat_request, generate_threads, slow, wait_no_generate_threads
 
 from llmkit import errors
 from llmkit.backends.huggingface import HuggingFaceBackend
 from llmkit.timeouts import Timeout
-from llmkit.types import ChatRequest, CompletionRequest, GenerationParams, Message, TextDelta
+from llmkit.types import ChatRequest, CompletionRequest, GenerationParams, TextDelta
 
 PROMPTS = ["Hello", "What is the capital of France?", "Tell me a story", "café 🙂"]
-
-
-def chat_request(
-    text: str = "Hello", extra: dict[str, Any] | None = None, **params: Any
-) -> ChatRequest:
-    return ChatRequest(
-        model="tiny",
-        messages=[Message.user(text)],
-        params=GenerationParams(**params),
-        extra=extra or {},
-    )
-
-
-class Slow:
-    """A logits processor that makes every decoding step take ``delay`` seconds."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        time.sleep(self.delay)
-        return scores
-
-
-def slow(delay: float) -> dict[str, Any]:
-    # A sampling key of its own (a new processor object); min_new_tokens: no early EOS.
-    return {"logits_processor": [Slow(delay)], "min_new_tokens": 20}
-
-
-def generate_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "llmkit-hf-generate"]
 
 
 pytestmark = pytest.mark.timeout(90)
@@ -79,10 +49,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     while not predicate():
         assert time.monotonic() < end, "timed out waiting"
         time.sleep(0.005)
-
-
-def wait_no_generate_threads(timeout: float = 5.0) -> None:
-    wait_until(lambda: not generate_threads(), timeout)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
+from hf_testkit import chat_request
 from pydantic import BaseModel, Field
 
 from llmkit import Hooks, InvalidInputError, OutputValidationError
@@ -89,14 +90,6 @@ def _reset_calls() -> None:
     CALLS.clear()
 
 
-def _request(text: str = "What is the weather in Paris?", **params: Any) -> ChatRequest:
-    return ChatRequest(
-        model="tiny",
-        messages=[Message(role="user", content=text)],
-        params=GenerationParams(**params),
-    )
-
-
 # ---------------------------------------------------------------------- structured output
 
 
@@ -123,13 +116,15 @@ def test_the_schema_reaches_the_prompt_and_the_grammar(tiny_long_llama_dir: Path
         "type": "json_schema",
         "json_schema": {"name": "Item", "schema": Item.model_json_schema()},
     }
-    prompt = backend.prompt_text(_request("Describe a box.", response_format=fmt))
+    prompt = backend.prompt_text(chat_request("Describe a box.", response_format=fmt))
     # The format template (what small models follow best) is in the system turn.
     assert '"color": "red" | "green"' in prompt
     assert '"dims": {"unit": "cm" | "in", "wide": <boolean>}' in prompt
     assert prompt.index("<|im_start|>system") < prompt.index("Describe a box.")
     # A json_object format constrains to any JSON object.
-    response = backend.chat(_request("Hi", response_format={"type": "json_object"}, max_tokens=60))
+    response = backend.chat(
+        chat_request("Hi", response_format={"type": "json_object"}, max_tokens=60)
+    )
     if response.finish_reason == "stop":
         assert isinstance(json.loads(response.text), dict)
     else:  # the budget ran out inside the object: still a valid prefix of one
@@ -140,9 +135,9 @@ def test_the_schema_reaches_the_prompt_and_the_grammar(tiny_long_llama_dir: Path
 def test_bad_response_format_is_a_clear_error(tiny_long_llama_dir: Path) -> None:
     backend = HuggingFaceBackend(str(tiny_long_llama_dir), device="cpu")
     with pytest.raises(InvalidInputError, match=r"json_schema\.schema"):
-        backend.chat(_request(response_format={"type": "json_schema", "json_schema": {}}))
+        backend.chat(chat_request(response_format={"type": "json_schema", "json_schema": {}}))
     with pytest.raises(InvalidInputError, match="not supported by the hf backend"):
-        backend.chat(_request(response_format={"type": "yaml"}))
+        backend.chat(chat_request(response_format={"type": "yaml"}))
     backend.close()
 
 
@@ -164,7 +159,7 @@ def test_without_llguidance_invalid_output_is_reasked_then_raised(
 def test_tool_schema_is_rendered_by_a_native_template(tiny_tools_llama_dir: Path) -> None:
     backend = HuggingFaceBackend(str(tiny_tools_llama_dir), device="cpu")
     tool = tool_from_function(get_weather)
-    prompt = backend.prompt_text(_request(tools=[get_weather]))
+    prompt = backend.prompt_text(chat_request(tools=[get_weather]))
     rendered = json.dumps(tool.to_openai())
     assert rendered in prompt  # the template's own tojson of the OpenAI-shaped tool
     parameters = tool.parameters
@@ -175,7 +170,9 @@ def test_tool_schema_is_rendered_by_a_native_template(tiny_tools_llama_dir: Path
     place = parameters["properties"]["place"]
     assert place.get("$ref") or place.get("properties", {}).get("city")
     # tool_choice="none" offers no tools at all.
-    assert "<tools>" not in backend.prompt_text(_request(tools=[get_weather], tool_choice="none"))
+    assert "<tools>" not in backend.prompt_text(
+        chat_request(tools=[get_weather], tool_choice="none")
+    )
     backend.close()
 
 
@@ -254,7 +251,7 @@ def test_named_tool_choice_picks_that_tool(driver: Any, hf_tools: dict[str, Any]
 def test_unknown_tool_choice_is_rejected_before_generating(hf_tools: dict[str, Any]) -> None:
     backend = HuggingFaceBackend(hf_tools["model"].removeprefix("hf:"), device="cpu")
     with pytest.raises(InvalidInputError, match="not among the tools given"):
-        backend.chat(_request(tools=[get_weather], tool_choice="get_date"))
+        backend.chat(chat_request(tools=[get_weather], tool_choice="get_date"))
     backend.close()
 
 
@@ -354,8 +351,8 @@ def test_reply_parsing_whole_and_split_at_every_position(name: str) -> None:
 
 def test_batch_parses_tool_calls_like_chat(tiny_tools_llama_dir: Path) -> None:
     backend = HuggingFaceBackend(str(tiny_tools_llama_dir), device="cpu")
-    forced = _request("Weather?", tools=[get_weather], tool_choice="required", max_tokens=120)
-    plain = _request("Hello", max_tokens=8)
+    forced = chat_request("Weather?", tools=[get_weather], tool_choice="required", max_tokens=120)
+    plain = chat_request("Hello", max_tokens=8)
     first, second = backend.batch([forced, plain])
     alone = backend.chat(forced)
     assert first.finish_reason == "tool_calls" == alone.finish_reason
