@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 from pydantic import BaseModel, ValidationError
 
 from . import _telemetry, structured
+from ._slots import AsyncSlots
 from .backends.base import Backend
 from .circuit import CircuitBreaker
 from .config import ProfileSettings, load_config, parse_spec, resolve_default
@@ -125,7 +126,7 @@ class _Target:
             self.breaker.record_failure()
 
 
-@dataclass
+@dataclass(slots=True)  # no __dict__: one is held per call queued behind the slots
 class _Call:
     """One logical call (all its attempts, re-asks and fallbacks), prepared without I/O."""
 
@@ -143,6 +144,10 @@ class _Call:
     traced: bool = False  # the span was started (or found not to be recorded)
     span: _telemetry.CallSpan | None = field(default=None, repr=False)
     _first_failure: LLMError | None = field(default=None, repr=False)
+    # The request last built for a target (its attempts share it); built when the first
+    # attempt has its slot, so a call queued behind max_concurrency holds no request yet.
+    _request: ChatRequest | CompletionRequest | None = field(default=None, init=False, repr=False)
+    _request_target: _Target | None = field(default=None, init=False, repr=False)
 
     @property
     def deadline(self) -> float:
@@ -207,7 +212,22 @@ class _Call:
                 retryable=False,  # the budget is spent: neither retry nor fall back
             )
 
+    def check_supported(self, target: _Target) -> None:
+        """Refuse what the target's backend cannot do, before any wait or network call."""
+        if self.kind == "chat" and self.params.tools and not target.backend.capabilities.tools:
+            raise UnsupportedFeatureError(
+                f"backend {target.backend.spec!r} cannot call tools; use a backend that can, "
+                "or drop tools="
+            )
+
+    def request(self, target: _Target) -> ChatRequest | CompletionRequest:
+        """The request for ``target``, built once for all of its attempts."""
+        if self._request is None or self._request_target is not target:
+            self._request, self._request_target = self.request_for(target), target
+        return self._request
+
     def request_for(self, target: _Target) -> ChatRequest | CompletionRequest:
+        self.check_supported(target)
         backend = target.backend
         if self.kind == "complete":
             return CompletionRequest(
@@ -219,10 +239,6 @@ class _Call:
                 deadline=self.deadline,
             )
         params, messages = self.params, self.messages
-        if params.tools and not backend.capabilities.tools:
-            raise UnsupportedFeatureError(
-                f"backend {backend.spec!r} cannot call tools; use a backend that can, or drop tools="
-            )
         if self.response_model is not None and "response_format" not in params.model_fields_set:
             if backend.capabilities.structured_output:
                 params = params.model_copy(
@@ -318,7 +334,9 @@ class _ClientCore:
         self._system = system
         # Generation options given to the constructor become defaults for every call.
         self._defaults = {k: options.pop(k) for k in list(options) if k in _PARAM_NAMES}
-        self._check_params(self._defaults)
+        # Shared by every call that sets no option of its own (requests treat params as
+        # read-only): no validation, and no object held per queued call.
+        self._default_params = self._check_params(self._defaults)
         if backend is not None:
             if not isinstance(backend, Backend):
                 raise ConfigError(
@@ -454,11 +472,9 @@ class _ClientCore:
     def _options(
         self, given: Mapping[str, Any], extra: Mapping[str, Any]
     ) -> tuple[GenerationParams, dict[str, Any]]:
-        values = {
-            **self._defaults,
-            **{k: v for k, v in given.items() if not isinstance(v, NotGiven)},
-        }
-        return self._check_params(values), dict(extra)
+        own = {k: v for k, v in given.items() if not isinstance(v, NotGiven)}
+        params = self._check_params({**self._defaults, **own}) if own else self._default_params
+        return params, dict(extra)
 
     def _timeout_for(self, timeout: Any) -> Timeout:
         return self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
@@ -786,11 +802,11 @@ class Client(_ClientCore):
         token = self._trace_enter(call)
         try:
             for index, target in enumerate(self._targets):
-                request = call.request_for(target)
+                call.check_supported(target)
                 try:
                     # Fast path: the first attempt needs no retry machinery.
                     try:
-                        return self._attempt(call, target, request, op), target
+                        return self._attempt(call, target, op), target
                     except LLMError as error:
                         if not target.retry.is_retryable(error) or target.retry.max_attempts < 2:
                             raise
@@ -800,7 +816,7 @@ class Client(_ClientCore):
                     ):
                         with attempt:
                             call.replay_first_failure()
-                            return self._attempt(call, target, request, op), target
+                            return self._attempt(call, target, op), target
                 except LLMError as error:
                     if not self._should_fall_back(error, index, call):
                         raise
@@ -812,19 +828,18 @@ class Client(_ClientCore):
                 _telemetry.CallSpan.deactivate(token)
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
 
-    def _attempt(
-        self, call: _Call, target: _Target, request: Any, op: Callable[[Backend, Any], T]
-    ) -> T:
+    def _attempt(self, call: _Call, target: _Target, op: Callable[[Backend, Any], T]) -> T:
         call.attempts += 1
         call.check_deadline(target)
         target.check_circuit()
         wait = self._rate_wait(call, target)
         if wait:
             self._rate_limit.sleep(wait)  # type: ignore[union-attr]
-        self._before_attempt(request)
         if not self._slots.acquire(timeout=call.seconds_left()):
             raise call.queue_timeout(target)
         try:
+            request = call.request(target)
+            self._before_attempt(request)
             result = op(target.backend, request)
         except BaseException as error:
             target.record(error)
@@ -1347,15 +1362,15 @@ class AsyncClient(_ClientCore):
 
     def _setup_concurrency(self) -> None:
         # asyncio primitives belong to one event loop; made on first use in each loop.
-        self._slots_by_loop: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._slots_by_loop: dict[asyncio.AbstractEventLoop, AsyncSlots] = {}
 
-    def _async_slots(self) -> asyncio.Semaphore:
+    def _async_slots(self) -> AsyncSlots:
         loop = asyncio.get_running_loop()
         slots = self._slots_by_loop.get(loop)
         if slots is None:
             for old in [lp for lp in self._slots_by_loop if lp.is_closed()]:
                 del self._slots_by_loop[old]
-            slots = self._slots_by_loop[loop] = asyncio.Semaphore(self._max_concurrency)
+            slots = self._slots_by_loop[loop] = AsyncSlots(self._max_concurrency)
         return slots
 
     async def _run(
@@ -1363,11 +1378,13 @@ class AsyncClient(_ClientCore):
     ) -> tuple[T, _Target]:
         token = self._trace_enter(call)
         try:
-            for index, target in enumerate(self._targets):
-                request = call.request_for(target)
+            # range, not enumerate: a call queued behind the slots holds the iterator.
+            for index in range(len(self._targets)):
+                target = self._targets[index]
+                call.check_supported(target)
                 try:
                     try:  # fast path, as in Client._run
-                        return await self._attempt(call, target, request, op), target
+                        return await self._attempt(call, target, op), target
                     except LLMError as error:
                         if not target.retry.is_retryable(error) or target.retry.max_attempts < 2:
                             raise
@@ -1377,7 +1394,7 @@ class AsyncClient(_ClientCore):
                     ):
                         with attempt:
                             call.replay_first_failure()
-                            return await self._attempt(call, target, request, op), target
+                            return await self._attempt(call, target, op), target
                 except LLMError as error:
                     if not self._should_fall_back(error, index, call):
                         raise
@@ -1390,11 +1407,7 @@ class AsyncClient(_ClientCore):
         raise AssertionError("unreachable: the last target re-raises")  # pragma: no cover
 
     async def _attempt(
-        self,
-        call: _Call,
-        target: _Target,
-        request: Any,
-        op: Callable[[Backend, Any], Awaitable[T]],
+        self, call: _Call, target: _Target, op: Callable[[Backend, Any], Awaitable[T]]
     ) -> T:
         call.attempts += 1
         call.check_deadline(target)
@@ -1402,35 +1415,39 @@ class AsyncClient(_ClientCore):
         wait = self._rate_wait(call, target)
         if wait:
             await self._rate_limit.async_sleep(wait)  # type: ignore[union-attr]
-        self._before_attempt(request)
-        if sys.version_info >= (3, 11):
-            # Inline rather than through _with_budget(guarded()): two coroutines, a closure
-            # and a partial less per call, for every request queued behind the slots.
+        slots = self._async_slots()
+        waiter = slots.acquire(call.deadline)
+        if waiter is not None:  # queued behind max_concurrency
             try:
-                async with asyncio.timeout(call.seconds_left()), self._async_slots():
-                    try:
-                        result = await op(target.backend, request)
-                    except BaseException as error:
-                        target.record(error)
-                        raise
-            except TimeoutError_:
-                raise call.total_timeout(target) from None
-            target.record(None)
-            return result
-
-        async def guarded() -> T:  # pragma: no cover - Python 3.10
-            async with self._async_slots():
+                acquired = await waiter
+            except asyncio.CancelledError:
+                slots.abandon(waiter)
+                raise
+            if not acquired:
+                raise call.queue_timeout(target)
+        try:
+            request = call.request(target)
+            self._before_attempt(request)
+            if sys.version_info >= (3, 11):
+                # Inline rather than through _with_budget: one coroutine less per call.
                 try:
-                    result = await op(target.backend, request)
-                except BaseException as error:
-                    target.record(error)
-                    raise
-                target.record(None)
-                return result
-
-        return await _with_budget(  # pragma: no cover - Python 3.10
-            guarded(), call.seconds_left(), functools.partial(call.total_timeout, target)
-        )
+                    async with asyncio.timeout(call.seconds_left()):
+                        result = await op(target.backend, request)
+                except TimeoutError_:
+                    raise call.total_timeout(target) from None
+            else:  # pragma: no cover - Python 3.10
+                result = await _with_budget(
+                    op(target.backend, request),
+                    call.seconds_left(),
+                    functools.partial(call.total_timeout, target),
+                )
+        except BaseException as error:
+            target.record(error)
+            raise
+        finally:
+            slots.release()
+        target.record(None)
+        return result
 
     async def chat(
         self,

@@ -230,7 +230,7 @@ async def test_cancelled_requests_release_slots_replicas_and_connections(
         backend = client.backend
         assert [r.in_flight for r in backend.replicas] == [0]  # type: ignore[attr-defined]
         slots = client._async_slots()
-        assert slots._value == LOAD_CONCURRENCY  # nothing held by a cancelled call
+        assert (slots.free, slots.waiting) == (LOAD_CONCURRENCY, 0)  # nothing held or queued
     await assert_nothing_leaked(server, threads_before)
 
 
