@@ -2,8 +2,8 @@
 
 Private: the public knobs are the client options ``tracing=`` and ``tracer_provider=``.
 When ``opentelemetry-api`` is importable (``pip install "llmkit[otel]"``), every ``chat``,
-``complete`` and ``stream`` call of a client makes one span of kind ``CLIENT`` named
-``"{gen_ai.operation.name} {gen_ai.request.model}"`` (``chat gpt-4o-mini``,
+``complete``, ``stream`` and ``stream_complete`` call of a client makes one span of kind
+``CLIENT`` named ``"{gen_ai.operation.name} {gen_ai.request.model}"`` (``chat gpt-4o-mini``,
 ``text_completion my-base-model``). The span covers the whole logical call: every attempt,
 retry, fallback and structured-output re-ask, and for a stream everything from opening it to
 its last event (or an error, or an early close). Retries and fallbacks are span events.

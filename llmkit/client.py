@@ -526,13 +526,19 @@ class _ClientCore:
         return normalize_messages(messages)
 
     def _prepare_complete(
-        self, prompt: str, *, timeout: Any, given: Mapping[str, Any], extra: Mapping[str, Any]
+        self,
+        prompt: str,
+        *,
+        timeout: Any,
+        given: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        method: str = "complete",
     ) -> _Call:
         if self._closed:
             raise ConfigError("this client is closed; create a new one")
         if not isinstance(prompt, str):
             raise InvalidInputError(
-                f"complete() takes the prompt as a str, got {type(prompt).__name__}"
+                f"{method}() takes the prompt as a str, got {type(prompt).__name__}"
             )
         params, extra_dict = self._options(given, extra)
         return _Call(
@@ -968,6 +974,36 @@ class Client(_ClientCore):
         response, target = self._run(call, lambda b, r: b.complete(r))
         return self._finish(response, call, target)
 
+    def stream_complete(
+        self,
+        prompt: str,
+        *,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> Stream:
+        """Like :meth:`complete`, but returns a :class:`Stream` of the continuation (use it
+        in ``with``), with the same semantics as :meth:`stream`.
+
+        Arguments are validated now; the request is sent when the ``with`` block is entered
+        (or iteration starts). A backend without raw completion raises
+        :class:`~llmkit.errors.UnsupportedFeatureError` there, before anything is sent.
+        """
+        call = self._prepare_complete(
+            prompt,
+            timeout=timeout,
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed
+            ),
+            extra=extra,
+            method="stream_complete",
+        )
+        return Stream(self, call)
+
     def batch(
         self,
         inputs: Sequence[ChatInput],
@@ -1070,8 +1106,12 @@ def _after_tool_turn(chat_options: dict[str, Any]) -> dict[str, Any]:
 
 def _open_stream(backend: Backend, request: Any) -> tuple[Iterator[Any], Any]:
     """Start a backend stream and pull its first event, so that errors surface (and can be
-    retried) before the caller has seen anything."""
-    iterator = backend.stream(request)
+    retried) before the caller has seen anything. A raw completion (the request
+    ``_Call.request_for`` builds for ``kind="complete"``) streams via ``stream_complete``."""
+    if isinstance(request, CompletionRequest):
+        iterator = backend.stream_complete(request)
+    else:
+        iterator = backend.stream(request)
     try:
         first = next(iterator, None)
     except BaseException:
@@ -1172,7 +1212,8 @@ class _StreamState(Generic[T]):
 
 
 class Stream(_StreamState[Iterator[Any]]):
-    """A streamed answer: iterate for events (each has ``.text``), then read ``.response``.
+    """A streamed answer (of :meth:`Client.stream` or :meth:`Client.stream_complete`):
+    iterate for events (each has ``.text``), then read ``.response``.
 
     Leaving the ``with`` block (or calling :meth:`close`) before the end closes the
     underlying request or stops local generation.
@@ -1559,6 +1600,31 @@ class AsyncClient(_ClientCore):
         response, target = await self._run(call, lambda b, r: b.acomplete(r))
         return self._finish(response, call, target)
 
+    def stream_complete(
+        self,
+        prompt: str,
+        *,
+        temperature: float | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        timeout: TimeoutInput | NotGiven = NOT_GIVEN,
+        **extra: Any,
+    ) -> AsyncStream:
+        """An :class:`AsyncStream` of a raw completion (use ``async with``); see
+        :meth:`Client.stream_complete`. Arguments are validated now."""
+        call = self._prepare_complete(
+            prompt,
+            timeout=timeout,
+            given=_given(
+                temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed
+            ),
+            extra=extra,
+            method="stream_complete",
+        )
+        return AsyncStream(self, call)
+
     async def batch(
         self,
         inputs: Sequence[ChatInput],
@@ -1635,7 +1701,8 @@ class AsyncClient(_ClientCore):
 
 
 class AsyncStream(_StreamState[AsyncIterator[Any]]):
-    """The async counterpart of :class:`Stream`; the first-token and idle budgets of the
+    """The async counterpart of :class:`Stream` (of :meth:`AsyncClient.stream` or
+    :meth:`AsyncClient.stream_complete`); the first-token and idle budgets of the
     call's timeout are enforced on every event, so a stalled stream fails."""
 
     _client: AsyncClient
@@ -1655,7 +1722,10 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
             raise ConfigError("this stream is closed")
 
         async def open_stream(backend: Backend, request: Any) -> tuple[AsyncIterator[Any], Any]:
-            iterator = backend.astream(request)
+            if isinstance(request, CompletionRequest):  # kind="complete": stream_complete()
+                iterator = backend.astream_complete(request)
+            else:
+                iterator = backend.astream(request)
             try:
                 first = await _with_budget(
                     iterator.__anext__(),

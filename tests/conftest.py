@@ -66,10 +66,29 @@ class Driver:
     ) -> tuple[list[Any], ChatResponse]:
         """Iterate a stream (optionally leaving after ``stop_after`` events); return the
         events seen and ``stream.response``."""
+        return self._stream("stream", client_kwargs, args, stop_after, kwargs)
 
+    def stream_complete(
+        self,
+        client_kwargs: dict[str, Any],
+        *args: Any,
+        stop_after: int | None = None,
+        **kwargs: Any,
+    ) -> tuple[list[Any], ChatResponse]:
+        """:meth:`stream` for ``stream_complete()`` (a raw prompt)."""
+        return self._stream("stream_complete", client_kwargs, args, stop_after, kwargs)
+
+    def _stream(
+        self,
+        method: str,
+        client_kwargs: dict[str, Any],
+        args: tuple[Any, ...],
+        stop_after: int | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[list[Any], ChatResponse]:
         def sync_op(client: Client) -> Any:
             events = []
-            with client.stream(*args, **kwargs) as stream:
+            with getattr(client, method)(*args, **kwargs) as stream:
                 for event in stream:
                     events.append(event)
                     if stop_after is not None and len(events) >= stop_after:
@@ -78,7 +97,7 @@ class Driver:
 
         async def async_op(client: AsyncClient) -> Any:
             events = []
-            async with client.stream(*args, **kwargs) as stream:
+            async with getattr(client, method)(*args, **kwargs) as stream:
                 async for event in stream:
                     events.append(event)
                     if stop_after is not None and len(events) >= stop_after:

@@ -269,6 +269,21 @@ def test_stream_span(driver, provider, exporter) -> None:
     assert span.status.status_code is StatusCode.UNSET
 
 
+def test_stream_complete_is_a_streamed_text_completion_span(driver, provider, exporter) -> None:
+    fake = FakeBackend([Reply(" upon a time", usage=USAGE)], model="base-model")
+    kwargs = {"backend": fake, "tracer_provider": provider}
+    _, response = driver.stream_complete(kwargs, "Once", max_tokens=5)
+    assert response.text == " upon a time"
+    span = only_span(exporter)
+    a = attrs(span)
+    assert span.name == "text_completion base-model"
+    assert a["gen_ai.operation.name"] == "text_completion"
+    assert a["gen_ai.request.stream"] is True and a["gen_ai.request.max_tokens"] == 5
+    assert a["gen_ai.usage.output_tokens"] == 2
+    assert isinstance(a["gen_ai.response.time_to_first_chunk"], float)
+    assert span.status.status_code is StatusCode.UNSET
+
+
 def test_sync_stream_span_ends_after_the_last_event(provider, exporter) -> None:
     fake = FakeBackend([Reply("a b c", chunks=["a", " b", " c"])])
     client = Client(backend=fake, tracer_provider=provider)

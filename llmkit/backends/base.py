@@ -2,7 +2,11 @@
 
 This module is the spec other code relies on; keep it small and stable. A backend turns a
 :class:`~llmkit.types.ChatRequest` into a :class:`~llmkit.types.ChatResponse` (``chat``) or
-into a sequence of :data:`~llmkit.types.StreamEvent` (``stream``), in sync and async forms.
+into a sequence of :data:`~llmkit.types.StreamEvent` (``stream``), and a raw-prompt
+:class:`~llmkit.types.CompletionRequest` into the same two shapes (``complete``,
+``stream_complete``), in sync and async forms. Backends that cannot complete raw prompts
+inherit :class:`BaseBackend`'s defaults, which raise
+:class:`~llmkit.errors.UnsupportedFeatureError` before anything is sent.
 Retries, fallbacks, timeouts across attempts, usage estimation and input normalisation are
 the client's job, not the backend's: a backend makes exactly one attempt per call and maps
 its failures to :mod:`llmkit.errors` at one place.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -67,6 +71,10 @@ class Backend(Protocol):
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse: ...
 
+    def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]: ...
+
+    def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]: ...
+
     def close(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -102,9 +110,10 @@ def validate_options(
 class BaseBackend:
     """Convenience base class: sensible defaults for the optional parts of the protocol.
 
-    Subclasses set ``name`` and ``capabilities`` and implement ``chat`` and ``stream``.
-    The async methods default to running the sync ones in a worker thread, so a sync-only
-    backend never blocks the event loop; native async backends override them.
+    Subclasses set ``name`` and ``capabilities`` and implement ``chat`` and ``stream``
+    (and ``complete`` / ``stream_complete`` where they take raw prompts). The async methods
+    default to running the sync ones in a worker thread, so a sync-only backend never blocks
+    the event loop; native async backends override them.
     """
 
     name: ClassVar[str] = "base"
@@ -127,7 +136,20 @@ class BaseBackend:
         raise NotImplementedError
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
+        raise self._no_completion()
+
+    def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
+        """Raises :class:`~llmkit.errors.UnsupportedFeatureError` at once (nothing is sent):
+        the same error as :meth:`complete` for a backend without raw completion, and one that
+        points to ``complete()`` for a backend that completes but does not stream it."""
+        if type(self).complete is BaseBackend.complete:
+            raise self._no_completion()
         raise UnsupportedFeatureError(
+            f"backend {self.name!r} does not stream raw completions; use complete() instead"
+        )
+
+    def _no_completion(self) -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(
             f"backend {self.name!r} does not support raw completion; use chat() instead"
         )
 
@@ -137,29 +159,44 @@ class BaseBackend:
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
         return await asyncio.to_thread(self.complete, request)
 
-    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Drive the sync stream in a worker thread, one event at a time."""
-        iterator = self.stream(request)
-        done = object()
-        lock = threading.Lock()
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Drive the sync :meth:`stream` in a worker thread, one event at a time."""
+        return _in_thread(self.stream, request)
 
-        def step() -> Any:
-            with lock:
-                return next(iterator, done)
-
-        try:
-            while True:
-                event = await asyncio.to_thread(step)
-                if event is done:
-                    return
-                yield event
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                await asyncio.to_thread(close)
+    def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Drive the sync :meth:`stream_complete` in a worker thread, one event at a time."""
+        return _in_thread(self.stream_complete, request)
 
     def close(self) -> None:
         """Release connections, threads or models held by the backend."""
 
     async def aclose(self) -> None:
         self.close()
+
+
+RequestT = TypeVar("RequestT", ChatRequest, CompletionRequest)
+
+
+async def _in_thread(
+    start: Callable[[RequestT], Iterator[StreamEvent]], request: RequestT
+) -> AsyncIterator[StreamEvent]:
+    """A sync stream as an async one: each step runs in a worker thread, so the event loop
+    never blocks; closing it closes the sync stream (in a thread too)."""
+    iterator = start(request)
+    done = object()
+    lock = threading.Lock()
+
+    def step() -> Any:
+        with lock:
+            return next(iterator, done)
+
+    try:
+        while True:
+            event = await asyncio.to_thread(step)
+            if event is done:
+                return
+            yield event
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)

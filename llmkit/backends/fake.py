@@ -204,7 +204,7 @@ class FakeBackend(BaseBackend):
         self._wait(item.delay, request, request.timeout.first_token)
         return item.response(self.model, self.spec)
 
-    def _events(self, request: ChatRequest) -> tuple[Reply, list[StreamEvent]]:
+    def _events(self, request: ChatRequest | CompletionRequest) -> tuple[Reply, list[StreamEvent]]:
         item = self._next(request)
         if isinstance(item, ChatResponse):
             reply = Reply(
@@ -216,7 +216,7 @@ class FakeBackend(BaseBackend):
             return reply, reply.events(item.model or self.model)
         return item, item.events(self.model)
 
-    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+    def stream(self, request: ChatRequest | CompletionRequest) -> Iterator[StreamEvent]:
         reply, events = self._events(request)
         try:
             self._wait(reply.delay, request, request.timeout.first_token)
@@ -245,7 +245,7 @@ class FakeBackend(BaseBackend):
             await asyncio.sleep(item.delay)
         return item.response(self.model, self.spec)
 
-    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def astream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[StreamEvent]:
         # Real sleeps here: the async client's budgets (asyncio.wait_for) are what is tested.
         reply, events = self._events(request)
         try:
@@ -259,6 +259,13 @@ class FakeBackend(BaseBackend):
                 yield event
         finally:
             self.closed_streams += 1
+
+    def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
+        """The next script item as a stream, exactly as :meth:`stream` scripts it."""
+        return self.stream(request)
+
+    def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        return self.astream(request)
 
     def close(self) -> None:
         self.closed = True

@@ -814,7 +814,11 @@ class HuggingFaceBackend(BaseBackend):
         return self._filtered(events, self._tool_filter(request))
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
-        """Stream the continuation of a raw prompt (see :meth:`complete`)."""
+        """Stream the continuation of a raw prompt (no chat template, see :meth:`complete`):
+        text deltas, then a usage event, then the finish event. It runs through the same
+        batching scheduler as every call; stop strings, time budgets and closing the
+        generator (which stops the generation within one decoding step) work as in
+        :meth:`stream`."""
         loaded = self._ensure_loaded()
         return self._stream_prepared(loaded, self._prepare(loaded, request))
 
@@ -841,7 +845,7 @@ class HuggingFaceBackend(BaseBackend):
                         yield item
 
     async def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        """:meth:`stream_complete` for asyncio."""
+        """:meth:`stream_complete` for asyncio (the event loop never blocks)."""
         loaded, prepared = await self._aprepare(request)
         # Close the inner generator explicitly: leaving it to the garbage collector would
         # let the generation run on after the caller's aclose().

@@ -163,6 +163,12 @@ def _split_kwargs(payload: dict[str, Any], known: frozenset[str]) -> dict[str, A
     return kwargs
 
 
+def _stream_with_usage(kwargs: dict[str, Any]) -> None:
+    kwargs["stream"] = True
+    # Usage arrives in a last chunk only when asked for; keep the caller's other keys.
+    kwargs["stream_options"] = {**(kwargs.get("stream_options") or {}), "include_usage": True}
+
+
 def _decode_json(content: bytes, *, backend: str) -> Any:
     try:
         return json.loads(content)
@@ -339,24 +345,34 @@ class _OpenAIBase(BaseBackend):
             payload["max_completion_tokens"] = payload.pop("max_tokens")
         kwargs = _split_kwargs(payload, _CHAT_PARAMS)
         if stream:
-            kwargs["stream"] = True
-            # Usage arrives in a last chunk only when asked for; keep the caller's other keys.
-            kwargs["stream_options"] = {
-                **(kwargs.get("stream_options") or {}),
-                "include_usage": True,
-            }
+            _stream_with_usage(kwargs)
         kwargs["timeout"] = self._per_call_timeout(request)
         return kwargs
 
-    def _completion_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
+    def _completion_kwargs(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
         payload = completion_payload(request, stream=False)
         if not payload["model"]:
             payload["model"] = self.model
         if payload.get("n", 1) not in (1, None):
             raise InvalidInputError(f"{self.name}: n={payload['n']!r} is not supported (n=1)")
         kwargs = _split_kwargs(payload, _COMPLETION_PARAMS)
+        if stream:
+            _stream_with_usage(kwargs)
         kwargs["timeout"] = self._per_call_timeout(request)
         return kwargs
+
+    def _stream_kwargs(self, request: ChatRequest | CompletionRequest) -> dict[str, Any]:
+        if isinstance(request, CompletionRequest):
+            return self._completion_kwargs(request, stream=True)
+        return self._chat_kwargs(request, stream=True)
+
+    @staticmethod
+    def _streaming_create(sdk: Any, request: ChatRequest | CompletionRequest) -> Any:
+        """The SDK's streaming ``create()`` for ``request``: ``/chat/completions``, or
+        ``/completions`` for a raw prompt."""
+        if isinstance(request, CompletionRequest):
+            return sdk.completions.with_streaming_response.create
+        return sdk.chat.completions.with_streaming_response.create
 
     # -- response reading (pure)
 
@@ -449,13 +465,21 @@ class _OpenAIBase(BaseBackend):
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """Stream one chat completion; closing the generator closes the HTTP response."""
-        kwargs = self._chat_kwargs(request, stream=True)
+        return self._stream(request)
+
+    def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
+        """Stream one raw completion (``POST /completions`` with ``stream: true``); the
+        chunks are ``text_completion`` objects, decoded by the same code as chat chunks."""
+        return self._stream(request)
+
+    def _stream(self, request: ChatRequest | CompletionRequest) -> Iterator[StreamEvent]:
+        kwargs = self._stream_kwargs(request)
         model = kwargs["model"]
         state = _StreamState(self.name, model, request.deadline)
         budget = _http.CallBudget(request.timeout, request.deadline, stream=True)
         try:
             with contextlib.ExitStack() as stack:
-                manager = self.sdk.chat.completions.with_streaming_response.create(**kwargs)
+                manager = self._streaming_create(self.sdk, request)(**kwargs)
                 with budget:  # the send; the transport binds the budget to the body
                     response = stack.enter_context(manager)
                 state.request_id = response.headers.get("x-request-id")
@@ -480,7 +504,7 @@ class _OpenAIBase(BaseBackend):
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         """One raw completion (``POST /completions``): prompt in, continuation out."""
-        kwargs = self._completion_kwargs(request)
+        kwargs = self._completion_kwargs(request, stream=False)
         try:
             with _http.CallBudget(request.timeout, request.deadline):
                 raw = self.sdk.completions.with_raw_response.create(**kwargs)
@@ -499,14 +523,23 @@ class _OpenAIBase(BaseBackend):
             raise self._map_error(exc, kwargs["model"]) from exc
         return self._chat_response(raw.content, kwargs["model"], raw.headers)
 
-    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Async :meth:`stream`; ``aclose()`` closes the HTTP response."""
-        kwargs = self._chat_kwargs(request, stream=True)
+        return self._astream(request)
+
+    def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Async :meth:`stream_complete`."""
+        return self._astream(request)
+
+    async def _astream(
+        self, request: ChatRequest | CompletionRequest
+    ) -> AsyncIterator[StreamEvent]:
+        kwargs = self._stream_kwargs(request)
         model = kwargs["model"]
         state = _StreamState(self.name, model, request.deadline)
         sdk = self.async_sdk
         try:
-            async with sdk.chat.completions.with_streaming_response.create(**kwargs) as response:
+            async with self._streaming_create(sdk, request)(**kwargs) as response:
                 state.request_id = response.headers.get("x-request-id")
                 _http.allow_stream_gaps(
                     response.http_response, request.timeout, request.remaining()
@@ -533,7 +566,7 @@ class _OpenAIBase(BaseBackend):
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
         """Async :meth:`complete`."""
-        kwargs = self._completion_kwargs(request)
+        kwargs = self._completion_kwargs(request, stream=False)
         try:
             raw = await self.async_sdk.completions.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:

@@ -438,6 +438,11 @@ class RestBackend(BaseBackend):
         """Stream a chat reply; ends with a :class:`~llmkit.types.FinishEvent`."""
         return self._stream(self._dialect.chat(request, stream=True), request)
 
+    def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
+        """Stream a raw completion: ``/v1/completions`` (SSE ``text_completion`` chunks),
+        TGI ``/generate_stream`` or Ollama ``/api/generate`` (NDJSON), by dialect."""
+        return self._stream(self._dialect.complete(request, stream=True), request)
+
     def _send(self, call: WireCall, request: ChatRequest | CompletionRequest) -> ChatResponse:
         client = self._sync_client()
         tried: list[Replica] = []
@@ -544,6 +549,10 @@ class RestBackend(BaseBackend):
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Async :meth:`stream`."""
         return self._astream(self._dialect.chat(request, stream=True), request)
+
+    def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Async :meth:`stream_complete`."""
+        return self._astream(self._dialect.complete(request, stream=True), request)
 
     async def _asend(
         self, call: WireCall, request: ChatRequest | CompletionRequest

@@ -67,12 +67,14 @@ _RESPONSES: dict[str, Any] = {
                     "properties": {
                         "index": {"type": "integer"},
                         "text": {"type": "string"},
-                        "finish_reason": {"type": "string"},
+                        "finish_reason": {"type": ["string", "null"]},
+                        "logprobs": {"type": "null"},
                     },
                 },
             },
             "usage": {"$ref": "#/components/schemas/Usage"},
         },
+        "required": ["id", "object", "created", "model", "choices"],
     },
     "ModelList": {
         "type": "object",
@@ -118,15 +120,18 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
-def _generation(summary: str, request: str, response: str) -> dict[str, Any]:
+def _generation(summary: str, request: str, response: str, chunks: str) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
             "requestBody": {"required": True, "content": _json(request)},
             "responses": {
                 "200": {
-                    "description": "The reply; with `stream: true` a `text/event-stream` of "
-                    "chunks ending with `data: [DONE]`.",
+                    "description": f"The reply; with `stream: true` a `text/event-stream` of "
+                    f"{chunks} sent as the backend generates, the last one with a "
+                    "`finish_reason`, then (with `stream_options.include_usage`) one with "
+                    "empty `choices` and the `usage`, then `data: [DONE]`. A failure after "
+                    "the first chunk arrives as an `error` object in the stream.",
                     "content": {
                         **_json(response),
                         "text/event-stream": {"schema": {"type": "string"}},
@@ -154,10 +159,16 @@ def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
         },
         "paths": {
             "/v1/chat/completions": _generation(
-                "Create a chat completion", "ChatCompletionRequest", "ChatCompletion"
+                "Create a chat completion",
+                "ChatCompletionRequest",
+                "ChatCompletion",
+                "`chat.completion.chunk` objects (`choices[0].delta`)",
             ),
             "/v1/completions": _generation(
-                "Create a text completion", "CompletionRequestBody", "TextCompletion"
+                "Create a text completion",
+                "CompletionRequestBody",
+                "TextCompletion",
+                "`text_completion` objects (`choices[0].text`, the `TextCompletion` shape)",
             ),
             "/v1/models": {
                 "get": {

@@ -61,7 +61,8 @@ class _Common(BaseModel):
     user: str | None = None
 
     def generation_kwargs(self, max_tokens_cap: int | None) -> dict[str, Any]:
-        """Keyword arguments for ``AsyncClient.chat``/``complete`` (only what was given)."""
+        """Keyword arguments for ``AsyncClient.complete``/``stream_complete`` (and the chat
+        methods; only what was given)."""
         if self.n not in (None, 1):
             raise RequestError("n > 1 is not supported by this server", param="n")
         kwargs: dict[str, Any] = {}

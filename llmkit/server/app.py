@@ -1,6 +1,7 @@
 """The OpenAI-compatible application: :func:`create_app` builds it around an AsyncClient.
 
-Endpoints: ``POST /v1/chat/completions`` (plain and streamed), ``POST /v1/completions``,
+Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (each plain and
+streamed: a stream relays the backend's events as OpenAI chunks as they are generated),
 ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open) and
 ``GET /openapi.json``. Whatever backend the client holds answers -- a local ``hf:`` model,
 or ``openai:``/``rest:`` behind llmkit's retries and fallbacks.
@@ -27,7 +28,7 @@ from starlette.routing import Route
 
 from ..client import AsyncClient, AsyncStream
 from ..streaming import to_openai_chunk
-from ..types import ChatResponse, FinishEvent, UsageEvent, new_response_id
+from ..types import ChatResponse, FinishEvent, TextDelta, UsageEvent, new_response_id
 from ._errors import ErrorReply, error_reply_for, retry_after_header
 from ._limits import ConcurrencyLimiter, Overloaded
 from ._middleware import LOG_KEY, AccessLogMiddleware, BearerAuthMiddleware
@@ -199,6 +200,16 @@ class _Server:
         kwargs: dict[str, Any],
     ) -> Response:
         stream = self.client.stream(messages, **kwargs)  # validates the arguments now
+        return await self._serve_stream(
+            request, stream, self._chat_chunks(request, stream, body.include_usage)
+        )
+
+    async def _serve_stream(
+        self, request: Request, stream: AsyncStream, chunks: AsyncIterator[bytes]
+    ) -> Response:
+        """Open ``stream`` in a generation slot and send ``chunks`` (its events as SSE) back;
+        the slot is held until the stream ends, and a client that disconnects closes the
+        stream, which stops the generation (or releases the upstream connection)."""
         await self.limiter.acquire()
         try:
             # Opening pulls the first event, so a failing backend is still an HTTP error.
@@ -219,9 +230,7 @@ class _Server:
                 self._log(request, disconnected=True)
                 logger.info("client disconnected mid-stream; generation stopped")
 
-        return SSEResponse(
-            self._chat_chunks(request, stream, body.include_usage), on_close=on_close
-        )
+        return SSEResponse(chunks, on_close=on_close)
 
     async def _chat_chunks(
         self, request: Request, stream: AsyncStream, include_usage: bool
@@ -254,11 +263,19 @@ class _Server:
 
     @_endpoint
     async def completions(self, request: Request) -> Response:
-        """``POST /v1/completions`` (a stream is sent as one chunk: backends complete whole)."""
+        """``POST /v1/completions``: raw text completion. With ``stream: true`` the backend's
+        ``stream_complete`` is relayed as ``text_completion`` chunks while it generates (a
+        final chunk carries the finish reason; usage follows when
+        ``stream_options.include_usage`` is set; then ``data: [DONE]``)."""
         body = parse_body(CompletionRequestBody, await self._read_json(request))
         self._check_model(body.model)
         prompt = body.prompt_text()
         kwargs = body.generation_kwargs(self.max_tokens_cap)
+        if body.stream:
+            stream = self.client.stream_complete(prompt, **kwargs)  # validates the arguments
+            return await self._serve_stream(
+                request, stream, self._completion_chunks(request, stream, body.include_usage)
+            )
         await self.limiter.acquire()
         try:
             response = await _unless_disconnected(request, self.client.complete(prompt, **kwargs))
@@ -266,11 +283,34 @@ class _Server:
             self.limiter.release()
         self._log(request, tokens=response.usage.total_tokens)
         payload = _completion_payload(response, self.served_model)
-        if not body.stream:
-            return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
-        return SSEResponse(
-            _completion_chunks(payload, body.include_usage), on_close=_nothing_to_close
-        )
+        return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
+
+    async def _completion_chunks(
+        self, request: Request, stream: AsyncStream, include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        chunk_id, created, model = _completion_id(), int(time.time()), self.served_model
+        try:
+            # One chunk per text delta; the finish reason (and usage, when asked for) come
+            # from the accumulated response once the stream has ended.
+            async for event in stream:
+                if isinstance(event, TextDelta) and event.delta:
+                    yield sse_event(_completion_chunk(chunk_id, created, model, event.delta))
+            response = stream.response
+            yield sse_event(_completion_chunk(chunk_id, created, model, "", response.finish_reason))
+            self._log(request, tokens=response.usage.total_tokens)
+            if include_usage:
+                usage = _usage_payload(response)
+                yield sse_event(
+                    {
+                        **_completion_chunk(chunk_id, created, model, ""),
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            yield DONE
+        except Exception as exc:
+            # The status line is gone; OpenAI reports a late failure as an error event.
+            yield error_reply_for(exc).sse_bytes()
 
     @_endpoint
     async def list_models(self, request: Request) -> Response:
@@ -325,13 +365,34 @@ async def _unless_disconnected(request: Request, call: Awaitable[T]) -> T:
     return task.result()
 
 
-async def _nothing_to_close(disconnected: bool) -> None:
-    return None
+def _completion_id() -> str:
+    return "cmpl-" + uuid.uuid4().hex[:24]
+
+
+def _usage_payload(response: ChatResponse) -> dict[str, int]:
+    return {
+        "prompt_tokens": response.usage.prompt_tokens,
+        "completion_tokens": response.usage.completion_tokens,
+        "total_tokens": response.usage.total_tokens,
+    }
+
+
+def _completion_chunk(
+    chunk_id: str, created: int, model: str, text: str, finish_reason: str | None = None
+) -> dict[str, Any]:
+    """One streamed ``text_completion`` chunk, in OpenAI's shape."""
+    return {
+        "id": chunk_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}],
+    }
 
 
 def _completion_payload(response: ChatResponse, model: str) -> dict[str, Any]:
     return {
-        "id": "cmpl-" + uuid.uuid4().hex[:24],
+        "id": _completion_id(),
         "object": "text_completion",
         "created": response.created,
         "model": model,
@@ -343,20 +404,8 @@ def _completion_payload(response: ChatResponse, model: str) -> dict[str, Any]:
                 "finish_reason": response.finish_reason,
             }
         ],
-        "usage": {
-            "prompt_tokens": response.usage.prompt_tokens,
-            "completion_tokens": response.usage.completion_tokens,
-            "total_tokens": response.usage.total_tokens,
-        },
+        "usage": _usage_payload(response),
     }
-
-
-async def _completion_chunks(payload: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
-    chunk = {k: v for k, v in payload.items() if k != "usage"}
-    yield sse_event(chunk)
-    if include_usage:
-        yield sse_event({**chunk, "choices": [], "usage": payload["usage"]})
-    yield DONE
 
 
 def create_app(

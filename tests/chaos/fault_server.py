@@ -7,9 +7,11 @@ or in the middle of a stream, and trickle a reply slower than any timeout.
 
 It speaks three dialects, picked by the path:
 
-- OpenAI-compatible ``POST .../v1/chat/completions`` (JSON, or SSE when ``"stream": true``);
+- OpenAI-compatible ``POST .../v1/chat/completions`` and ``POST .../v1/completions`` (JSON,
+  or SSE ``chat.completion.chunk`` / ``text_completion`` chunks when ``"stream": true``);
 - TGI native ``POST .../generate`` and ``POST .../generate_stream`` (SSE without ``[DONE]``);
-- Ollama native ``POST .../api/chat`` (JSON, or NDJSON lines when ``"stream": true``).
+- Ollama native ``POST .../api/chat`` and ``POST .../api/generate`` (JSON, or NDJSON lines
+  when ``"stream": true``).
 
 **Scenario control by path.** Every URL starts with a scenario name:
 ``http://127.0.0.1:PORT/<scenario>/v1/chat/completions``. A test registers a
@@ -222,13 +224,18 @@ Dialect = Literal["openai", "tgi", "ollama"]
 
 
 def _dialect(path: str) -> Dialect | None:
-    if path.endswith("/chat/completions"):
+    if path.endswith("/completions"):  # /chat/completions and /completions
         return "openai"
+    if path.endswith(("/api/chat", "/api/generate")):  # before TGI's "/generate"
+        return "ollama"
     if path.endswith(("/generate", "/generate_stream")):
         return "tgi"
-    if path.endswith("/api/chat"):
-        return "ollama"
     return None
+
+
+def _is_completion(path: str) -> bool:
+    """A raw completion endpoint (TGI's native endpoints serve both kinds alike)."""
+    return path.endswith(("/v1/completions", "/api/generate"))
 
 
 def _prompt(body: dict[str, Any]) -> str:
@@ -246,7 +253,29 @@ def _words(prompt: str) -> list[str]:
     return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
 
-def _plain_reply(dialect: Dialect, model: str, text: str, n: int) -> bytes:
+def _plain_reply(dialect: Dialect, model: str, text: str, n: int, completion: bool) -> bytes:
+    usage = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
+    if completion and dialect == "openai":
+        return _json(
+            {
+                "id": "cmpl-chaos",
+                "object": "text_completion",
+                "created": 1_700_000_000,
+                "model": model,
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                "usage": usage,
+            }
+        )
+    if completion and dialect == "ollama":
+        return _json(
+            {
+                "model": model,
+                "response": text,
+                "done": True,
+                "prompt_eval_count": 3,
+                "eval_count": n,
+            }
+        )
     if dialect == "openai":
         body: dict[str, Any] = {
             "id": "chatcmpl-chaos",
@@ -279,18 +308,25 @@ def _plain_reply(dialect: Dialect, model: str, text: str, n: int) -> bytes:
     return _json(body)
 
 
-def _stream_events(dialect: Dialect, model: str, words: list[str]) -> list[bytes]:
+def _stream_events(
+    dialect: Dialect, model: str, words: list[str], completion: bool = False
+) -> list[bytes]:
     """The body pieces of a streamed reply, one per token (and the closing ones)."""
     n = len(words)
     if dialect == "openai":
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+            if completion:  # a text_completion chunk carries the text itself
+                choice["text"] = delta.get("content", "")
+            else:
+                choice["delta"] = delta
             obj = {
-                "id": "chatcmpl-chaos",
-                "object": "chat.completion.chunk",
+                "id": "cmpl-chaos" if completion else "chatcmpl-chaos",
+                "object": "text_completion" if completion else "chat.completion.chunk",
                 "created": 1_700_000_000,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [choice],
             }
             return b"data: " + _json(obj) + b"\n\n"
 
@@ -315,16 +351,18 @@ def _stream_events(dialect: Dialect, model: str, words: list[str]) -> list[bytes
             }
             out.append(b"data:" + _json(obj) + b"\n\n")
         return out
-    out = [
-        _json({"model": model, "message": {"role": "assistant", "content": w}, "done": False})
-        + b"\n"
-        for w in words
-    ]
+
+    def text(w: str) -> dict[str, Any]:
+        if completion:
+            return {"response": w}
+        return {"message": {"role": "assistant", "content": w}}
+
+    out = [_json({"model": model, **text(w), "done": False}) + b"\n" for w in words]
     out.append(
         _json(
             {
                 "model": model,
-                "message": {"role": "assistant", "content": ""},
+                **text(""),
                 "done": True,
                 "done_reason": "stop",
                 "prompt_eval_count": 3,
@@ -543,7 +581,10 @@ class FaultServer:
                 RequestRecord(name, "/" + rest, stream, prompt, fault.kind, conn, time.monotonic())
             )
         model = str(body.get("model") or "chaos")
-        return await self._apply(fault, dialect, model, prompt, stream, reader, writer)
+        completion = _is_completion(path)
+        return await self._apply(
+            fault, dialect, model, prompt, stream, reader, writer, completion=completion
+        )
 
     async def _apply(
         self,
@@ -554,6 +595,8 @@ class FaultServer:
         stream: bool,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
+        completion: bool = False,
     ) -> bool:
         words = _words(prompt)
         kind = fault.kind
@@ -587,7 +630,7 @@ class FaultServer:
             return False  # the client gave up long before; the empty body is no reply
         if not stream:
             text = "".join(words)
-            payload = _plain_reply(dialect, model, text, len(words))
+            payload = _plain_reply(dialect, model, text, len(words), completion)
             if kind == "malformed":
                 payload = payload[: len(payload) // 2]  # valid bytes, invalid JSON
             if kind == "truncated":
@@ -621,7 +664,7 @@ class FaultServer:
                 await writer.drain()
                 if await _client_left(reader, fault.seconds):
                     return False
-        events = _stream_events(dialect, model, words)
+        events = _stream_events(dialect, model, words, completion)
         for i, event in enumerate(events):
             if kind == "drip" and await _client_left(reader, fault.seconds):
                 return False

@@ -52,10 +52,12 @@ def run(
     prompt: str = "hello chaos",
     *,
     stream: bool = False,
+    complete: bool = False,
     fallbacks: list[dict[str, Any]] | None = None,
     **kwargs: Any,
 ) -> Outcome:
-    """Make one call (``chat`` or a fully read ``stream``) and record how it ended.
+    """Make one call (``chat`` or a fully read ``stream``; with ``complete``, ``complete``
+    or a fully read ``stream_complete`` of the raw prompt) and record how it ended.
 
     ``kwargs`` go to the client constructor; ``fallbacks`` are constructor kwargs of fallback
     clients (built of the same kind, sync or async, as the primary one).
@@ -68,12 +70,13 @@ def run(
         try:
             with Client(spec, fallbacks=fb, **kwargs) as client:
                 if stream:
-                    with client.stream(prompt) as s:
+                    opened = client.stream_complete(prompt) if complete else client.stream(prompt)
+                    with opened as s:
                         for event in s:
                             out.events.append(event)
                     out.response = s.response
                 else:
-                    out.response = client.chat(prompt)
+                    out.response = client.complete(prompt) if complete else client.chat(prompt)
         except LLMError as exc:
             out.error = exc
         finally:
@@ -86,10 +89,15 @@ def run(
             try:
                 async with AsyncClient(spec, fallbacks=afb, **kwargs) as client:
                     if stream:
-                        async with client.stream(prompt) as s:
+                        aopened = (
+                            client.stream_complete(prompt) if complete else client.stream(prompt)
+                        )
+                        async with aopened as s:
                             async for event in s:
                                 out.events.append(event)
                         out.response = s.response
+                    elif complete:
+                        out.response = await client.complete(prompt)
                     else:
                         out.response = await client.chat(prompt)
             except LLMError as exc:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from .test_cli import free_port
@@ -49,12 +50,27 @@ def test_serve_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
         )
         assert reply.status_code == 200
         assert reply.json()["choices"][0]["message"]["content"] == "ping"
+        # A streamed text completion arrives as several chunks while it is generated.
+        sdk = openai.OpenAI(
+            base_url=f"{url}/v1",
+            api_key="cli-key-123456",
+            max_retries=0,
+            http_client=httpx.Client(),
+        )
+        with sdk:
+            plain = sdk.completions.create(model="echo", prompt="one two three")
+            chunks = list(sdk.completions.create(model="echo", prompt="one two three", stream=True))
+        texts = [c.choices[0].text for c in chunks]
+        assert texts == ["one ", "two ", "three", ""]
+        assert "".join(texts) == plain.choices[0].text == "one two three"
+        assert chunks[-1].choices[0].finish_reason == "stop"
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=15)
     assert process.returncode == 0, stderr
     assert "serving 'fake:echo' as 'echo'" in stderr
     assert '"POST /v1/chat/completions" 200' in stderr  # the access log
+    assert '"POST /v1/completions" 200' in stderr
     assert "cli-key-123456" not in stderr
 
 

@@ -75,3 +75,51 @@ def test_complete_on_a_trainer_checkpoint(driver: Any, trainer_checkpoint: Path)
 def test_usage_errors_are_config_errors(driver: Any, tmp_path: Path, hf: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="no such folder"):
         driver.chat({"model": f"hf:{tmp_path / 'missing'}"}, "Hello")
+
+
+# -- stream_complete: a raw prompt, streamed ---------------------------------------------
+
+
+def test_stream_complete_equals_complete_on_a_trainer_checkpoint(
+    driver: Any, trainer_checkpoint: Path
+) -> None:
+    kwargs = {"model": f"hf:{trainer_checkpoint}", "device": "cpu"}
+    whole = driver.complete(kwargs, "The capital of", max_tokens=8)
+    events, streamed = driver.stream_complete(kwargs, "The capital of", max_tokens=8)
+    deltas = [e.text for e in events if isinstance(e, TextDelta) and e.text]
+    assert len(deltas) > 1  # streamed piece by piece, not as one chunk
+    assert "".join(deltas) == whole.text == streamed.text
+    assert streamed.usage == whole.usage and not streamed.usage.estimated
+    assert streamed.finish_reason == whole.finish_reason
+
+
+def test_stream_complete_uses_no_chat_template(driver: Any, hf: dict[str, Any]) -> None:
+    # The chat model's template is not applied: the prompt is continued as it is.
+    whole = driver.complete(hf, "Once upon a time", max_tokens=10)
+    events, streamed = driver.stream_complete(hf, "Once upon a time", max_tokens=10)
+    assert "".join(e.text for e in events) == whole.text == streamed.text
+    assert streamed.usage == whole.usage
+    chat = driver.chat(hf, "Once upon a time", max_tokens=1)
+    assert streamed.usage.prompt_tokens < chat.usage.prompt_tokens  # no role markers
+
+
+def test_stream_complete_honours_stop(driver: Any, hf: dict[str, Any]) -> None:
+    full = driver.complete(hf, "The capital of France", max_tokens=24).text
+    # A stop string from the middle of the reply (none of the random model's stray bytes).
+    stop = next(full[i : i + 3] for i in range(4, len(full)) if "\ufffd" not in full[i : i + 3])
+    assert full.find(stop) > 0
+    events, streamed = driver.stream_complete(
+        hf, "The capital of France", max_tokens=24, stop=[stop]
+    )
+    assert "".join(e.text for e in events) == streamed.text == full[: full.find(stop)]
+    assert streamed.finish_reason == "stop"
+
+
+def test_leaving_a_completion_stream_early_stops_generation(
+    driver: Any, hf: dict[str, Any]
+) -> None:
+    events, _ = driver.stream_complete(
+        hf, "Hello", max_tokens=300, min_new_tokens=300, stop_after=2
+    )
+    assert len(events) == 2
+    assert _no_generate_threads()

@@ -129,12 +129,20 @@ class Mode:
         return await backend.acomplete(request)
 
     async def stream(
-        self, backend: RestBackend, request: ChatRequest, *, limit: int | None = None
+        self,
+        backend: RestBackend,
+        request: ChatRequest | CompletionRequest,
+        *,
+        limit: int | None = None,
     ) -> list[Any]:
-        """The events of a stream (all, or the first ``limit``; the stream is then closed)."""
+        """The events of a stream (all, or the first ``limit``; the stream is then closed);
+        a :class:`CompletionRequest` goes to ``stream_complete`` / ``astream_complete``."""
         events: list[Any] = []
         if self.name == "sync":
-            gen = backend.stream(request)
+            if isinstance(request, CompletionRequest):
+                gen = backend.stream_complete(request)
+            else:
+                gen = backend.stream(request)
             try:
                 for event in gen:
                     events.append(event)
@@ -143,7 +151,10 @@ class Mode:
             finally:
                 gen.close()  # type: ignore[attr-defined]
             return events
-        agen = backend.astream(request)
+        if isinstance(request, CompletionRequest):
+            agen = backend.astream_complete(request)
+        else:
+            agen = backend.astream(request)
         try:
             async for event in agen:
                 events.append(event)

@@ -12,6 +12,7 @@ import pytest
 
 from llmkit import errors
 from llmkit.testing import Reply
+from llmkit.types import CompletionRequest
 
 from .conftest import API_KEY, Served, ServeFactory
 from .test_openai_sdk import sync_sdk
@@ -47,8 +48,8 @@ BACKEND_ERRORS: dict[str, tuple[Exception, int, str | None]] = {
 
 
 def _scripted(request: Any) -> str:
-    """Raise the error the last user message names; otherwise answer "ok"."""
-    text = request.messages[-1].text
+    """Raise the error the last user message (or the raw prompt) names; else answer "ok"."""
+    text = request.prompt if isinstance(request, CompletionRequest) else request.messages[-1].text
     if text in BACKEND_ERRORS:
         raise BACKEND_ERRORS[text][0]
     return "ok"
@@ -212,6 +213,18 @@ def test_backend_errors_map_to_statuses(shared: Served, name: str, stream: bool)
         assert response.headers["retry-after"] == "7"
 
 
+@pytest.mark.parametrize("name", sorted(BACKEND_ERRORS))
+def test_backend_errors_before_a_streamed_completion_are_http_errors(
+    shared: Served, name: str
+) -> None:
+    body = {"model": "fake-model", "prompt": name, "stream": True}
+    response = httpx.post(f"{shared.v1}/completions", json=body)
+    error = assert_openai_error(response, BACKEND_ERRORS[name][1])
+    assert error["code"] == BACKEND_ERRORS[name][2]
+    assert "sk-abcdefghijklmnop" not in response.text
+    assert "secret internals" not in response.text
+
+
 def test_rate_limit_reaches_the_sdk_with_retry_after(serve: ServeFactory) -> None:
     served = serve([errors.RateLimitError("slow down", status_code=429, retry_after=2.5)])
     with sync_sdk(served.base_url) as sdk, pytest.raises(openai.RateLimitError) as info:
@@ -232,3 +245,17 @@ def test_failure_mid_stream_is_an_error_event(serve: ServeFactory) -> None:
                 seen.append(chunk.choices[0].delta.content)
     assert seen == ["one ", "two "]
     assert served.fake.closed_streams == 1
+
+
+def test_failure_mid_completion_stream_is_an_error_event(serve: ServeFactory) -> None:
+    failing = Reply("one two three four", fail_after=2, error=errors.ServerError("upstream died"))
+    served = serve([failing])
+    with sync_sdk(served.base_url) as sdk:
+        stream = sdk.completions.create(model="fake-model", prompt="x", stream=True)
+        seen = []
+        with pytest.raises(openai.APIError, match="upstream died"):
+            for chunk in stream:
+                seen.append(chunk.choices[0].text)
+    assert seen == ["one ", "two "]
+    assert served.fake.closed_streams == 1
+    assert served.state.limiter.in_flight == 0

@@ -111,3 +111,26 @@ def test_max_tokens_cap_applies_to_a_local_model(hf_server: str) -> None:
             model="tiny", messages=[{"role": "user", "content": "the quick"}], max_tokens=500
         )
     assert completion.usage is not None and completion.usage.completion_tokens <= 16
+
+
+def test_streamed_text_completion_from_a_local_model(hf_server: str) -> None:
+    """``/v1/completions`` with ``stream: true`` streams the model's tokens as they are
+    generated: several chunks, which under greedy decoding add up to the plain reply."""
+    with sync_sdk(hf_server) as sdk:
+        whole = sdk.completions.create(model="tiny", prompt="the quick brown", max_tokens=8)
+        chunks = list(
+            sdk.completions.create(
+                model="tiny",
+                prompt="the quick brown",
+                max_tokens=8,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    texts = [c.choices[0].text for c in chunks if c.choices and c.choices[0].text]
+    assert len(texts) > 1
+    assert "".join(texts) == whole.choices[0].text
+    assert chunks[-2].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert whole.usage is not None and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens

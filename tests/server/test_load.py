@@ -95,6 +95,34 @@ def test_client_disconnect_mid_stream_stops_generation(serve: ServeFactory) -> N
     assert len(served.fake.requests) == 2
 
 
+def test_client_disconnect_mid_completion_stream_stops_generation(serve: ServeFactory) -> None:
+    served = serve([Reply(LONG, chunk_delay=0.02), "after"], max_in_flight=1, max_queue=0)
+    body = {"model": "fake-model", "prompt": "count", "stream": True}
+    started = time.monotonic()
+    with (
+        httpx.Client(base_url=served.v1) as http,
+        http.stream("POST", "/completions", json=body) as s,
+    ):
+        lines = s.iter_lines()
+        assert '"object":"text_completion"' in next(lines)
+    # The whole reply would take 200 x 0.02 s; the generation stops as soon as we are gone.
+    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=2.0)
+    assert time.monotonic() - started < 2.0
+    assert wait_for(lambda: served.state.limiter.in_flight == 0)
+    assert served.state.open_streams == set()
+    reply = httpx.post(f"{served.v1}/completions", json={**body, "stream": False})
+    assert reply.status_code == 200 and reply.json()["choices"][0]["text"] == "after"
+
+
+def test_open_completion_stream_holds_its_slot(serve: ServeFactory) -> None:
+    served = serve([Reply("a b c d", chunk_delay=0.3), "x"], max_in_flight=1, max_queue=0)
+    body = {"model": "fake-model", "prompt": "p", "stream": True}
+    with httpx.Client(base_url=served.v1) as http, http.stream("POST", "/completions", json=body):
+        busy = http.post("/completions", json={**body, "stream": False})
+        assert busy.status_code == 429
+    assert wait_for(lambda: served.state.limiter.in_flight == 0)
+
+
 def test_sdk_closing_a_stream_stops_generation(serve: ServeFactory) -> None:
     import openai
 

@@ -184,7 +184,8 @@ def test_tool_calls_round_trip(serve: ServeFactory) -> None:
 
 
 def test_completions_plain_and_stream(serve: ServeFactory) -> None:
-    served = serve([Reply(" upon a time", usage=USAGE)])
+    reply = Reply(" upon a time", chunks=[" upon", " a", " time"], usage=USAGE)
+    served = serve([reply, reply])
     with sync_sdk(served.base_url) as sdk:
         completion = sdk.completions.create(model="fake-model", prompt="Once", max_tokens=5)
         assert isinstance(completion, Completion)
@@ -195,13 +196,36 @@ def test_completions_plain_and_stream(serve: ServeFactory) -> None:
             sdk.completions.create(
                 model="fake-model",
                 prompt="Once",
+                max_tokens=5,
                 stream=True,
                 stream_options={"include_usage": True},
             )
         )
-    assert "".join(c.choices[0].text for c in chunks if c.choices) == " upon a time"
+    assert all(isinstance(c, Completion) and c.object == "text_completion" for c in chunks)
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("cmpl-")
+    assert {c.model for c in chunks} == {"fake-model"}
+    texts = [c.choices[0].text for c in chunks if c.choices]
+    assert texts == [" upon", " a", " time", ""]  # one chunk per piece, then the finish
+    assert "".join(texts) == completion.choices[0].text
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finish == [None, None, None, "stop"]
+    assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
-    assert served.fake.requests[0].prompt == "Once"  # type: ignore[union-attr]
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (7, 3)
+    for request in served.fake.requests:
+        assert request.prompt == "Once"  # type: ignore[union-attr]
+        assert request.params.max_tokens == 5
+
+
+async def test_async_streamed_completion_without_usage(serve: ServeFactory) -> None:
+    served = serve([Reply("one two three", finish_reason="length")])
+    async with async_sdk(served.base_url) as sdk:
+        stream = await sdk.completions.create(model="fake-model", prompt="count", stream=True)
+        chunks = [chunk async for chunk in stream]
+    assert all(c.usage is None and c.choices for c in chunks)
+    assert [c.choices[0].text for c in chunks] == ["one ", "two ", "three", ""]
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert served.fake.requests[0].prompt == "count"  # type: ignore[union-attr]
 
 
 def test_models_list_and_retrieve(serve: ServeFactory) -> None:
