@@ -257,6 +257,24 @@ class _Call:
         )
 
 
+# What one attempt calls on the backend: made once here, not as a lambda per call (every
+# call queued behind max_concurrency would hold one).
+def _send_chat(backend: Backend, request: Any) -> ChatResponse:
+    return backend.chat(request)
+
+
+def _send_complete(backend: Backend, request: Any) -> ChatResponse:
+    return backend.complete(request)
+
+
+def _asend_chat(backend: Backend, request: Any) -> Awaitable[ChatResponse]:
+    return backend.achat(request)
+
+
+def _asend_complete(backend: Backend, request: Any) -> Awaitable[ChatResponse]:
+    return backend.acomplete(request)
+
+
 def _spec_label(backend: Backend) -> str:
     spec = getattr(backend, "spec", None)
     return (
@@ -898,7 +916,7 @@ class Client(_ClientCore):
             extra=extra,
         )
         while True:
-            response, target = self._run(call, lambda b, r: b.chat(r))
+            response, target = self._run(call, _send_chat)
             response = self._finish(response, call, target)
             if call.response_model is None:
                 return response
@@ -971,7 +989,7 @@ class Client(_ClientCore):
             ),
             extra=extra,
         )
-        response, target = self._run(call, lambda b, r: b.complete(r))
+        response, target = self._run(call, _send_complete)
         return self._finish(response, call, target)
 
     def stream_complete(
@@ -1125,6 +1143,20 @@ def _open_stream(backend: Backend, request: Any) -> tuple[Iterator[Any], Any]:
 class _StreamState(Generic[T]):
     """What :class:`Stream` and :class:`AsyncStream` share: accumulation and the response."""
 
+    # Slots: one stream object is held per call queued behind max_concurrency.
+    __slots__ = (
+        "_accumulator",
+        "_call",
+        "_client",
+        "_closed",
+        "_events_seen",
+        "_finished",
+        "_iterator",
+        "_pending",
+        "_response",
+        "_target",
+    )
+
     def __init__(self, client: _ClientCore, call: _Call) -> None:
         self._client = client
         self._call = call
@@ -1219,6 +1251,7 @@ class Stream(_StreamState[Iterator[Any]]):
     underlying request or stops local generation.
     """
 
+    __slots__ = ()
     _client: Client
 
     def __enter__(self) -> Stream:
@@ -1528,7 +1561,7 @@ class AsyncClient(_ClientCore):
             extra=extra,
         )
         while True:
-            response, target = await self._run(call, lambda b, r: b.achat(r))
+            response, target = await self._run(call, _asend_chat)
             response = self._finish(response, call, target)
             if call.response_model is None:
                 return response
@@ -1597,7 +1630,7 @@ class AsyncClient(_ClientCore):
             ),
             extra=extra,
         )
-        response, target = await self._run(call, lambda b, r: b.acomplete(r))
+        response, target = await self._run(call, _asend_complete)
         return self._finish(response, call, target)
 
     def stream_complete(
@@ -1705,8 +1738,12 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
     :meth:`AsyncClient.stream_complete`); the first-token and idle budgets of the
     call's timeout are enforced on every event, so a stalled stream fails."""
 
+    __slots__ = ("_timer",)
     _client: AsyncClient
-    _timer: _EventTimer | None = None
+
+    def __init__(self, client: AsyncClient, call: _Call) -> None:
+        super().__init__(client, call)
+        self._timer: _EventTimer | None = None
 
     async def __aenter__(self) -> AsyncStream:
         await self._open()
@@ -1721,33 +1758,35 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
         if self._closed:
             raise ConfigError("this stream is closed")
 
-        async def open_stream(backend: Backend, request: Any) -> tuple[AsyncIterator[Any], Any]:
-            if isinstance(request, CompletionRequest):  # kind="complete": stream_complete()
-                iterator = backend.astream_complete(request)
-            else:
-                iterator = backend.astream(request)
-            try:
-                first = await _with_budget(
-                    iterator.__anext__(),
-                    max(
-                        0.0,
-                        min(self._call.timeout.first_token, self._call.deadline - time.monotonic()),
-                    ),
-                    lambda: TimeoutError(
-                        "stream timed out waiting for the first token",
-                        backend=backend.name,
-                        model=backend.model,
-                    ),
-                )
-            except StopAsyncIteration:
-                first = None
-            except BaseException:
-                await _aclose(iterator)
-                raise
-            return iterator, first
-
-        (iterator, first), target = await self._client._run(self._call, open_stream)
+        (iterator, first), target = await self._client._run(self._call, self._open_backend)
         self._started(iterator, first, target)
+
+    async def _open_backend(self, backend: Backend, request: Any) -> tuple[AsyncIterator[Any], Any]:
+        """One attempt: start the backend stream and wait for its first event (within the
+        first-token budget). A method, not a closure: it is held by every queued stream."""
+        if isinstance(request, CompletionRequest):  # kind="complete": stream_complete()
+            iterator = backend.astream_complete(request)
+        else:
+            iterator = backend.astream(request)
+        try:
+            first = await _with_budget(
+                iterator.__anext__(),
+                max(
+                    0.0,
+                    min(self._call.timeout.first_token, self._call.deadline - time.monotonic()),
+                ),
+                lambda: TimeoutError(
+                    "stream timed out waiting for the first token",
+                    backend=backend.name,
+                    model=backend.model,
+                ),
+            )
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await _aclose(iterator)
+            raise
+        return iterator, first
 
     def __aiter__(self) -> AsyncStream:
         return self
