@@ -9,7 +9,15 @@ its failures to :mod:`llmkit.errors` at one place.
 
 Streams are generators. The client closes them (``close()`` / ``aclose()``) when the caller
 leaves early, so a backend releases its HTTP response or stops its generation in a
-``finally:`` block. The last event of a stream is a :class:`~llmkit.types.FinishEvent`.
+``finally:`` block. The last event of a stream is a :class:`~llmkit.types.FinishEvent`, and
+it carries the reply's metadata: ``finish_reason``, ``id``, ``model`` and ``request_id``. A
+backend that talks HTTP reads the provider's request id (``x-request-id``) from the response
+headers when the stream opens and sets it on that event, as ``chat`` sets
+:attr:`~llmkit.types.ChatResponse.request_id`; the client copies it to
+``stream.response.request_id``, the call's log record and its span. Metadata travels on the
+last event, not on the iterator, so a stream stays a plain generator (and the sync-to-async
+bridge of :class:`BaseBackend` carries it unchanged); a stream the caller closes before its
+end has no request id.
 
 A backend is constructed as ``BackendClass(model, **options)`` and must reject unknown or
 invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_options`).
@@ -17,7 +25,6 @@ invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_op
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -131,14 +138,22 @@ class BaseBackend:
             f"backend {self.name!r} does not support raw completion; use chat() instead"
         )
 
+    # asyncio is imported in the async methods: a sync-only program never needs it.
+
     async def achat(self, request: ChatRequest) -> ChatResponse:
+        import asyncio
+
         return await asyncio.to_thread(self.chat, request)
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
+        import asyncio
+
         return await asyncio.to_thread(self.complete, request)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Drive the sync stream in a worker thread, one event at a time."""
+        import asyncio
+
         iterator = self.stream(request)
         done = object()
         lock = threading.Lock()
