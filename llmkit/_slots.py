@@ -9,9 +9,12 @@ Slots are handed over first-in first-out, directly from the call that frees one.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["AsyncSlots"]
 
@@ -22,6 +25,8 @@ class AsyncSlots:
     __slots__ = ("_free", "_loop", "_timer", "_timer_at", "_waiters")
 
     def __init__(self, size: int) -> None:
+        import asyncio  # here, not at the top: `import llmkit` leaves asyncio unimported
+
         self._free = size
         self._loop = asyncio.get_running_loop()
         # (future, deadline on the time.monotonic() clock); a future that is already done

@@ -14,11 +14,12 @@ Recorded (content never is: no prompt, no completion, no request headers):
   ``gen_ai.request.temperature``/``top_p``/``max_tokens``/``seed``/``stop_sequences`` (when
   given), ``gen_ai.request.stream``, ``server.address``/``server.port`` (when the backend has
   one base URL), ``llmkit.backend`` (the spec);
-* at the end: ``gen_ai.response.model``, ``gen_ai.response.id``,
-  ``gen_ai.response.finish_reasons``, ``gen_ai.usage.input_tokens``/``output_tokens``
-  (``llmkit.usage.estimated`` when the backend reported none), ``llmkit.attempts``; streams
-  add ``gen_ai.response.time_to_first_chunk`` (seconds) and, when the caller left early,
-  ``llmkit.stream.closed_early``. After a fallback the provider, model and ``llmkit.backend``
+* at the end: ``gen_ai.response.model``, ``gen_ai.response.id`` (the response's
+  :attr:`~llmkit.types.ChatResponse.id`, streams included), ``gen_ai.response.finish_reasons``,
+  ``gen_ai.usage.input_tokens``/``output_tokens`` (``llmkit.usage.estimated`` when the backend
+  reported none), ``llmkit.request_id`` (the provider's ``x-request-id``, when it sent one),
+  ``llmkit.attempts``; streams add ``gen_ai.response.time_to_first_chunk`` (seconds) and,
+  when the caller left early, ``llmkit.stream.closed_early``. After a fallback the provider, model and ``llmkit.backend``
   name the backend that answered;
 * on failure: status ``ERROR``, ``error.type`` (the exception class name) and an
   ``exception`` event built from the llmkit error alone. Its message is already redacted; the
@@ -263,7 +264,14 @@ class CallSpan:
         if self.ended or self.streaming:
             return
         self.answered_by(backend)
-        self._record(response.id, response.model, response.finish_reason, response.usage, attempts)
+        self._record(
+            response.id,
+            response.model,
+            response.finish_reason,
+            response.usage,
+            response.request_id,
+            attempts,
+        )
         if end:
             self._end()
 
@@ -274,13 +282,14 @@ class CallSpan:
         model: str | None,
         finish_reason: str | None,
         usage: Any,
+        request_id: str | None,
         attempts: int,
         closed_early: bool,
     ) -> None:
         """End a stream's span: it finished, or the caller closed it early (not an error)."""
         if self.ended:
             return
-        self._record(id, model, finish_reason, usage, attempts)
+        self._record(id, model, finish_reason, usage, request_id, attempts)
         if closed_early:
             self._span.set_attribute("llmkit.stream.closed_early", True)
         self._end()
@@ -319,11 +328,14 @@ class CallSpan:
         model: str | None,
         finish_reason: str | None,
         usage: Any,
+        request_id: str | None,
         attempts: int,
     ) -> None:
         attributes: dict[str, Any] = {"llmkit.attempts": attempts}
         if id:
             attributes["gen_ai.response.id"] = id
+        if request_id:
+            attributes["llmkit.request_id"] = request_id
         if model:
             attributes["gen_ai.response.model"] = model
         if finish_reason:

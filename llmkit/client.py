@@ -9,7 +9,6 @@ event loop per call), the async client awaits the async ones.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
@@ -61,7 +60,13 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     from opentelemetry.trace import TracerProvider
+else:
+    from ._lazy import lazy_module
+
+    asyncio = lazy_module("asyncio", globals())  # only async calls need it: see _lazy
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Hooks", "Stream"]
 
@@ -1178,6 +1183,16 @@ class _StreamState(Generic[T]):
         if self._call.span is not None:
             self._call.span.stream_started(target.backend, first is not None)
 
+    def _end_of_stream(self) -> None:
+        """The backend's stream is over: finish the response now (the ``llm call`` log
+        record, usage totals, ``on_response``), whether or not the caller reads
+        ``response``, and end the span with the same id and request id."""
+        self._finished = True
+        try:
+            self._finished_response()
+        finally:
+            self._trace_end()
+
     def _trace_end(self, error: BaseException | None = None) -> None:
         """End the stream's span: with ``error``, else finished or closed early."""
         span = self._call.span
@@ -1186,7 +1201,18 @@ class _StreamState(Generic[T]):
         if error is not None:
             span.fail(error, self._call.attempts)
             return
-        acc = self._accumulator
+        response, acc = self._response, self._accumulator
+        if response is not None:
+            span.stream_done(
+                id=response.id,
+                model=response.model,
+                finish_reason=response.finish_reason,
+                usage=response.usage,
+                request_id=response.request_id,
+                attempts=self._call.attempts,
+                closed_early=not self._finished,
+            )
+            return
         usage = None
         if acc is not None:
             usage = acc.usage or Usage.estimate(self._call.prompt_text(), acc.text)
@@ -1195,6 +1221,7 @@ class _StreamState(Generic[T]):
             model=acc.model if acc is not None else None,
             finish_reason=acc.finish_reason if acc is not None else None,
             usage=usage,
+            request_id=acc.request_id if acc is not None else None,
             attempts=self._call.attempts,
             closed_early=not self._finished,
         )
@@ -1223,24 +1250,27 @@ class _StreamState(Generic[T]):
         self._accumulator.add(event)
         return event
 
-    def _build_response(self) -> ChatResponse:
+    def _finished_response(self) -> ChatResponse:
+        """The accumulated response, finished (logged, counted) exactly once."""
         if self._response is None:
             assert self._accumulator is not None and self._target is not None
             response = self._accumulator.response(prompt_text=self._call.prompt_text())
-            response = self._client._finish(response, self._call, self._target)
-            if self._call.response_model is not None and self._finished:
-                parsed, errors = structured.validate_output(
-                    response.text, self._call.response_model
-                )
-                if parsed is None:
-                    raise OutputValidationError(
-                        f"the streamed reply did not validate against {self._call.response_model.__name__}",
-                        raw_text=response.text,
-                        errors=errors,
-                    )
-                response.parsed = parsed
-            self._response = response
+            self._response = self._client._finish(response, self._call, self._target)
         return self._response
+
+    def _build_response(self) -> ChatResponse:
+        response = self._finished_response()
+        model = self._call.response_model
+        if model is not None and self._finished and response.parsed is None:
+            parsed, errors = structured.validate_output(response.text, model)
+            if parsed is None:
+                raise OutputValidationError(
+                    f"the streamed reply did not validate against {model.__name__}",
+                    raw_text=response.text,
+                    errors=errors,
+                )
+            response.parsed = parsed
+        return response
 
 
 class Stream(_StreamState[Iterator[Any]]):
@@ -1287,8 +1317,7 @@ class Stream(_StreamState[Iterator[Any]]):
         try:
             event = next(self._iterator)
         except StopIteration:
-            self._finished = True
-            self._trace_end()
+            self._end_of_stream()
             raise
         except BaseException as error:
             self._trace_end(error)
@@ -1820,9 +1849,8 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
                     self._iterator.__anext__(), self._budget(), self._deadline_error
                 )
         except StopAsyncIteration:
-            self._finished = True
-            self._trace_end()
             self._stop_timer()
+            self._end_of_stream()
             raise
         except BaseException as error:
             self._trace_end(error)

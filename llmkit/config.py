@@ -41,11 +41,6 @@ from .errors import ConfigError
 from .retry import RetryPolicy
 from .timeouts import Timeout
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 __all__ = [
     "DEFAULT_MODEL",
     "ProfileSettings",
@@ -134,6 +129,11 @@ def _format_validation(where: str, exc: ValidationError) -> ConfigError:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # Imported here: most programs never read a config file.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         with path.open("rb") as fh:
             data: dict[str, Any] = tomllib.load(fh)

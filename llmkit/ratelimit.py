@@ -9,12 +9,12 @@ response arrives, which delays later calls if replies are long.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ._lazy import async_sleep
 from .errors import ConfigError
 
 __all__ = ["RateLimit"]
@@ -46,7 +46,7 @@ class RateLimit:
     tokens_per_minute: float | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    async_sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    async_sleep: Callable[[float], Awaitable[None]] = field(default=async_sleep, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _requests: _Bucket | None = field(default=None, init=False, repr=False)
     _tokens: _Bucket | None = field(default=None, init=False, repr=False)

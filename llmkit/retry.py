@@ -10,18 +10,20 @@ begun) that would end past the deadline.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tenacity
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from ._lazy import async_sleep
 from .errors import LLMError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["NO_RETRY", "RetryPolicy"]
 
@@ -31,7 +33,7 @@ logger = logging.getLogger("llmkit.retry")
 @dataclass
 class _Timing:
     sleep: Callable[[float], None] = time.sleep
-    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = async_sleep
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
 
@@ -149,6 +151,9 @@ class RetryPolicy(BaseModel):
             if on_retry is not None:
                 on_retry(state)
 
+        # Imported here, not at module level: only a call's first retry needs tenacity.
+        import tenacity
+
         return {
             "stop": stop,
             "wait": wait,
@@ -161,6 +166,8 @@ class RetryPolicy(BaseModel):
         self, *, deadline: float | None = None, on_retry: Callable[[Any], None] | None = None
     ) -> tenacity.Retrying:
         """A tenacity controller for sync code; ``deadline`` is absolute (this policy's clock)."""
+        import tenacity
+
         return tenacity.Retrying(
             sleep=self._timing.sleep, **self._controller_kwargs(deadline, on_retry)
         )
@@ -169,6 +176,8 @@ class RetryPolicy(BaseModel):
         self, *, deadline: float | None = None, on_retry: Callable[[Any], None] | None = None
     ) -> tenacity.AsyncRetrying:
         """A tenacity controller for async code; ``deadline`` is absolute (this policy's clock)."""
+        import tenacity
+
         return tenacity.AsyncRetrying(
             sleep=self._timing.async_sleep, **self._controller_kwargs(deadline, on_retry)
         )

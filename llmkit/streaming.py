@@ -15,6 +15,7 @@ from .types import (
     ChatResponse,
     FinishEvent,
     Message,
+    StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -23,7 +24,7 @@ from .types import (
     new_response_id,
 )
 
-__all__ = ["StreamAccumulator", "events_to_openai_chunks", "to_openai_chunk"]
+__all__ = ["StreamAccumulator", "events_to_openai_chunks", "to_openai_chunk", "with_request_id"]
 
 
 class StreamAccumulator:
@@ -31,7 +32,7 @@ class StreamAccumulator:
 
     Text deltas are concatenated; tool-call deltas are grouped by ``index`` (the first delta
     of a call brings ``id`` and ``name``, later ones append argument fragments); the last
-    usage event wins; the finish event gives the finish reason, id and model.
+    usage event wins; the finish event gives the finish reason, id, model and request id.
     """
 
     def __init__(self, *, model: str = "", backend: str = "") -> None:
@@ -40,6 +41,7 @@ class StreamAccumulator:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.id: str | None = None
+        self.request_id: str | None = None
         self.model = model
         self.backend = backend
 
@@ -64,6 +66,8 @@ class StreamAccumulator:
                 self.id = event.id
             if event.model:
                 self.model = event.model
+            if event.request_id:
+                self.request_id = event.request_id
 
     @property
     def text(self) -> str:
@@ -99,7 +103,22 @@ class StreamAccumulator:
             model=self.model,
             backend=self.backend,
             id=self.id or new_response_id(),
+            request_id=self.request_id,
         )
+
+
+def with_request_id(events: list[StreamEvent], request_id: str | None) -> list[StreamEvent]:
+    """``events`` with ``request_id`` set on their :class:`FinishEvent`.
+
+    HTTP backends read the provider's request id from the response headers when a stream
+    opens and hand it to the client on the closing event, which stream parsers (that never
+    see headers) build.
+    """
+    if request_id is not None:
+        for event in events:
+            if isinstance(event, FinishEvent):
+                event.request_id = request_id
+    return events
 
 
 def to_openai_chunk(

@@ -8,7 +8,6 @@ against the tools it was offered, validating the model's arguments first.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -185,6 +184,8 @@ async def aexecute(call: ToolCall, tools: Mapping[str, Tool]) -> Message:
         if inspect.iscoroutinefunction(fn):
             result = await fn(**kwargs)
         else:
+            import asyncio  # not at module level: import llmkit stays free of asyncio
+
             result = await asyncio.to_thread(fn, **kwargs)
     except Exception as exc:
         logger.warning("tool %s raised %s", call.name, type(exc).__name__)

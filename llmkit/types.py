@@ -489,12 +489,15 @@ class UsageEvent(_Event):
 
 
 class FinishEvent(_Event):
-    """The last event of a stream: why the model stopped, and the reply's id and model."""
+    """The last event of a stream: why the model stopped, and the reply's metadata."""
 
     type: Literal["finish"] = "finish"
     finish_reason: str = "stop"
     id: str | None = None
     model: str | None = None
+    request_id: str | None = None
+    """The provider's request id (``x-request-id`` of the streamed HTTP response), when it
+    sent one; becomes :attr:`ChatResponse.request_id` of the accumulated response."""
 
 
 StreamEvent = Annotated[

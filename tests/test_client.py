@@ -334,6 +334,77 @@ def test_call_is_logged_without_content(caplog: pytest.LogCaptureFixture) -> Non
     assert "secret answer" not in text and "private question" not in text
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_is_finished_when_it_ends(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Iterated to its end, a stream is logged, counted and reported once, like chat() --
+    whether or not ``.response`` is read (the server reads it; many callers never do)."""
+    caplog.set_level(logging.INFO, logger="llmkit")
+    seen: list[str] = []
+    from llmkit import Hooks
+
+    usage = Usage(prompt_tokens=4, completion_tokens=2)
+    kwargs: dict[str, Any] = {
+        "backend": FakeBackend([Reply("one two", usage=usage)]),
+        "hooks": Hooks(on_response=lambda r: seen.append(r.text)),
+    }
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "llmkit"]
+
+    if mode == "sync":
+        client = Client(**kwargs)
+        with client.stream("q") as stream:
+            for _ in stream:
+                pass
+            logged, total = lines(), client.usage.total_tokens
+        response = stream.response
+    else:
+
+        async def go() -> tuple[list[str], int, Any, Any]:
+            async with AsyncClient(**kwargs) as aclient, aclient.stream("q") as astream:
+                async for _ in astream:
+                    pass
+                return lines(), aclient.usage.total_tokens, astream.response, aclient
+
+        logged, total, response, client = asyncio.run(go())
+    assert len(logged) == 1 and f"id={response.id}" in logged[0] and "request_id=None" in logged[0]
+    assert total == 6 and seen == ["one two"]
+    assert response.request_id is None  # the fake sends none
+    assert lines() == logged and seen == ["one two"] and client.usage.total_tokens == 6
+
+
+def test_a_stream_left_early_is_finished_when_its_response_is_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmkit")
+    client = Client(backend=FakeBackend([Reply("one two three")]))
+    with client.stream("q") as stream:
+        next(iter(stream))
+    assert not [r for r in caplog.records if r.name == "llmkit"]
+    assert stream.response.text == "one "
+    assert stream.response.text == "one "
+    assert len([r for r in caplog.records if r.name == "llmkit"]) == 1
+
+
+def test_a_streamed_reply_failing_validation_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Answer(BaseModel):
+        value: int
+
+    caplog.set_level(logging.INFO, logger="llmkit")
+    client = Client(backend=FakeBackend(["not json"]))
+    with client.stream("q", response_model=Answer) as stream:
+        for _ in stream:
+            pass
+    total = client.usage.total_tokens
+    for _ in range(2):
+        with pytest.raises(OutputValidationError):
+            _ = stream.response
+    assert len([r for r in caplog.records if r.name == "llmkit"]) == 1
+    assert total > 0 and client.usage.total_tokens == total  # counted once
+
+
 def test_sync_client_creates_no_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("the sync client must not start an event loop")

@@ -80,6 +80,22 @@ def test_import_does_not_pull_heavy_dependencies() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_import_defers_what_only_some_calls_need() -> None:
+    # asyncio (with ssl, subprocess, concurrent.futures) only for async calls, tenacity only
+    # for a retry, tomllib only for a config file, httpx only for an HTTP backend.
+    code = (
+        "import sys\n"
+        "from llmkit import AsyncClient, Client, Prompt, RateLimit, RetryPolicy, Stream\n"
+        "deferred = ('asyncio', 'tenacity', 'tomllib', 'tomli', 'httpx', 'ssl')\n"
+        "print(','.join(m for m in deferred if m in sys.modules))\n"
+        "import llmkit.client as c\n"
+        "c.asyncio.Semaphore  # the first use imports it and binds the real module\n"
+        "print(c.asyncio is sys.modules['asyncio'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["", "True"]
+
+
 def test_py_typed_is_shipped() -> None:
     from importlib import resources
 

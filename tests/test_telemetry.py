@@ -262,6 +262,8 @@ def test_stream_span(driver, provider, exporter) -> None:
     assert span.name == "chat fake-model"
     assert a["gen_ai.request.stream"] is True
     assert a["gen_ai.response.finish_reasons"] == ("stop",)
+    assert a["gen_ai.response.id"] == response.id  # the same id, though the fake sent none
+    assert "llmkit.request_id" not in a  # nor a request id
     assert a["gen_ai.usage.input_tokens"] == 9 and a["gen_ai.usage.output_tokens"] == 2
     assert isinstance(a["gen_ai.response.time_to_first_chunk"], float)
     assert 0 <= a["gen_ai.response.time_to_first_chunk"] < 5
@@ -483,6 +485,64 @@ def test_openai_backend_span(mode: str, openai_env, provider, exporter) -> None:
     assert a["gen_ai.usage.input_tokens"] == 12 and a["gen_ai.usage.output_tokens"] == 3
     assert a["server.address"] == "api.openai.com" and a["server.port"] == 443
     assert SECRET not in everything_recorded(span)
+
+
+def sse_body() -> bytes:
+    def chunk(choices: list[Any], **extra: Any) -> bytes:
+        body = {"id": "chatcmpl-otel7", "model": "gpt-4o-mini-2024-07-18", "choices": choices}
+        return b"data: " + json.dumps({**body, **extra}).encode() + b"\n\n"
+
+    usage = {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
+    return (
+        chunk([{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}])
+        + chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        + chunk([], usage=usage)
+        + b"data: [DONE]\n\n"
+    )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_span_records_the_request_id(
+    mode: str, stream: bool, openai_env, provider, exporter
+) -> None:
+    headers = {"x-request-id": "req_otel"}
+    if stream:
+        headers["content-type"] = "text/event-stream"
+        reply = httpx.Response(200, headers=headers, content=sse_body())
+    else:
+        reply = httpx.Response(200, headers=headers, json=completion_body())
+    openai_env.post("/chat/completions").mock(return_value=reply)
+    kwargs = {"api_key": SECRET, "tracer_provider": provider}
+    if mode == "sync":
+        with Client("openai:gpt-4o-mini", **kwargs) as client:
+            if stream:
+                with client.stream("Hello") as s:
+                    for _ in s:
+                        pass
+                response = s.response
+            else:
+                response = client.chat("Hello")
+    else:
+
+        async def go() -> Any:
+            async with AsyncClient("openai:gpt-4o-mini", **kwargs) as client:
+                if not stream:
+                    return await client.chat("Hello")
+                async with client.stream("Hello") as s:
+                    async for _ in s:
+                        pass
+                return s.response
+
+        response = asyncio.run(go())
+    a = attrs(only_span(exporter))
+    assert response.request_id == "req_otel" and a["llmkit.request_id"] == "req_otel"
+    assert a["gen_ai.request.stream"] is stream
+    assert (
+        a["gen_ai.response.id"]
+        == response.id
+        == ("chatcmpl-otel7" if stream else "chatcmpl-otel42")
+    )
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -13,7 +13,15 @@ its failures to :mod:`llmkit.errors` at one place.
 
 Streams are generators. The client closes them (``close()`` / ``aclose()``) when the caller
 leaves early, so a backend releases its HTTP response or stops its generation in a
-``finally:`` block. The last event of a stream is a :class:`~llmkit.types.FinishEvent`.
+``finally:`` block. The last event of a stream is a :class:`~llmkit.types.FinishEvent`, and
+it carries the reply's metadata: ``finish_reason``, ``id``, ``model`` and ``request_id``. A
+backend that talks HTTP reads the provider's request id (``x-request-id``) from the response
+headers when the stream opens and sets it on that event, as ``chat`` sets
+:attr:`~llmkit.types.ChatResponse.request_id`; the client copies it to
+``stream.response.request_id``, the call's log record and its span. Metadata travels on the
+last event, not on the iterator, so a stream stays a plain generator (and the sync-to-async
+bridge of :class:`BaseBackend` carries it unchanged); a stream the caller closes before its
+end has no request id.
 
 A backend is constructed as ``BackendClass(model, **options)`` and must reject unknown or
 invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_options`).
@@ -21,7 +29,6 @@ invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_op
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -153,10 +160,16 @@ class BaseBackend:
             f"backend {self.name!r} does not support raw completion; use chat() instead"
         )
 
+    # asyncio is imported in the async methods: a sync-only program never needs it.
+
     async def achat(self, request: ChatRequest) -> ChatResponse:
+        import asyncio
+
         return await asyncio.to_thread(self.chat, request)
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
+        import asyncio
+
         return await asyncio.to_thread(self.complete, request)
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -182,6 +195,8 @@ async def _in_thread(
 ) -> AsyncIterator[StreamEvent]:
     """A sync stream as an async one: each step runs in a worker thread, so the event loop
     never blocks; closing it closes the sync stream (in a thread too)."""
+    import asyncio
+
     iterator = start(request)
     done = object()
     lock = threading.Lock()

@@ -50,6 +50,7 @@ from ..errors import (
     error_from_status,
     redact,
 )
+from ..streaming import with_request_id
 from ..timeouts import Timeout
 from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
 from ._openai_wire import (
@@ -243,8 +244,11 @@ class _StreamState:
                     model=self._chunks.model,
                     request_id=self.request_id,
                 )
-            return events + self._chunks.finish()
-        return self._chunks.finish()
+            return events + self._closing()
+        return self._closing()
+
+    def _closing(self) -> list[StreamEvent]:
+        return with_request_id(self._chunks.finish(), self.request_id)
 
     def _event(self, sse: ServerSentEvent) -> list[StreamEvent]:
         if self.done:

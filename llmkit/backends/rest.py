@@ -50,6 +50,7 @@ from ..errors import (
     error_from_status,
     redact,
 )
+from ..streaming import with_request_id
 from ..timeouts import Timeout
 from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
 from ._rest_ollama import OllamaDialect
@@ -494,6 +495,7 @@ class RestBackend(BaseBackend):
                     response.read()
                     raise self._status_error(response, replica)
                 self._replicas.succeeded(replica)
+                request_id = response.headers.get("x-request-id")
                 allow_stream_gaps(response, request.timeout, request.remaining())
                 chunks = response.iter_bytes()
                 for data in chunks:
@@ -510,7 +512,7 @@ class RestBackend(BaseBackend):
                         except httpx.RequestError:
                             pass  # the answer is complete; a hiccup after it changes nothing
                         break
-                for event in parser.finish():
+                for event in with_request_id(parser.finish(), request_id):
                     yielded = True
                     yield event
                 return
@@ -603,6 +605,7 @@ class RestBackend(BaseBackend):
                     await response.aread()
                     raise self._status_error(response, replica)
                 self._replicas.succeeded(replica)
+                request_id = response.headers.get("x-request-id")
                 allow_stream_gaps(response, request.timeout, request.remaining())
                 chunks = response.aiter_bytes()
                 async for data in chunks:
@@ -618,7 +621,7 @@ class RestBackend(BaseBackend):
                         except httpx.RequestError:
                             pass
                         break
-                for event in parser.finish():
+                for event in with_request_id(parser.finish(), request_id):
                     yielded = True
                     yield event
                 return

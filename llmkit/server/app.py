@@ -187,7 +187,11 @@ class _Server:
             response = await _unless_disconnected(request, self.client.chat(messages, **kwargs))
         finally:
             self.limiter.release()
-        self._log(request, tokens=response.usage.total_tokens)
+        self._log(
+            request,
+            tokens=response.usage.total_tokens,
+            upstream_request_id=response.request_id,
+        )
         payload = response.to_openai()
         payload["model"] = self.served_model
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
@@ -252,7 +256,11 @@ class _Server:
                 yield sse_event(
                     to_openai_chunk(end, id=chunk_id, model=model, created=created, first=first)
                 )
-            self._log(request, tokens=response.usage.total_tokens)
+            self._log(
+                request,
+                tokens=response.usage.total_tokens,
+                upstream_request_id=response.request_id,
+            )
             if include_usage:
                 usage = UsageEvent(usage=response.usage)
                 yield sse_event(to_openai_chunk(usage, id=chunk_id, model=model, created=created))
@@ -281,7 +289,11 @@ class _Server:
             response = await _unless_disconnected(request, self.client.complete(prompt, **kwargs))
         finally:
             self.limiter.release()
-        self._log(request, tokens=response.usage.total_tokens)
+        self._log(
+            request,
+            tokens=response.usage.total_tokens,
+            upstream_request_id=response.request_id,
+        )
         payload = _completion_payload(response, self.served_model)
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
 

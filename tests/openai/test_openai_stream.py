@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai_testkit import (
+    KEY,
     Pieces,
     call,
     chat_request,
@@ -24,6 +26,7 @@ from openai_testkit import (
 )
 
 import llmkit.errors as E
+from llmkit import AsyncClient, Client
 from llmkit.backends.openai import OpenAIBackend
 from llmkit.streaming import StreamAccumulator
 from llmkit.types import FinishEvent, TextDelta, ToolCallDelta, UsageEvent
@@ -60,6 +63,41 @@ async def test_text_stream_with_usage(
     assert sent["stream"] is True
     assert sent["stream_options"] == {"include_usage": True}
     assert sent["temperature"] == 0
+
+
+def llm_call_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "llmkit"]
+
+
+@pytest.mark.parametrize("request_id", ["req_stream7", None])
+async def test_stream_request_id_reaches_the_response_and_the_log(
+    mock: respx.MockRouter, mode: str, caplog: pytest.LogCaptureFixture, request_id: str | None
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmkit")
+    headers = {"x-request-id": request_id} if request_id else {}
+    mock.post("/chat/completions").mock(
+        return_value=sse_response(sse(*text_stream_chunks()), **headers)
+    )
+    if mode == "sync":
+        with Client("openai:gpt-4o-mini", api_key=KEY) as client, client.stream("Hi") as stream:
+            events = list(stream)
+            logged = llm_call_lines(caplog)  # the stream ended: logged before .response is read
+            response = stream.response
+    else:
+        async with (
+            AsyncClient("openai:gpt-4o-mini", api_key=KEY) as aclient,
+            aclient.stream("Hi") as astream,
+        ):
+            events = [event async for event in astream]
+            logged = llm_call_lines(caplog)
+            response = astream.response
+    finish = events[-1]
+    assert isinstance(finish, FinishEvent) and finish.request_id == request_id
+    assert response.request_id == request_id
+    assert response.text == "Hi there!" and response.id == "chatcmpl-abc123"
+    assert len(logged) == 1 and f"request_id={request_id}" in logged[0]
+    assert "id=chatcmpl-abc123" in logged[0] and "completion_tokens=3" in logged[0]
+    assert llm_call_lines(caplog) == logged  # reading .response did not log it again
 
 
 def tool_chunks() -> list[dict[str, object]]:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llmkit import AsyncClient, RetryPolicy
+from llmkit import AsyncClient, ChatResponse, Message, RetryPolicy
 from llmkit.server import create_app, run_in_thread
 from llmkit.testing import FakeBackend, Reply
 
@@ -189,6 +189,47 @@ def test_access_log_line_without_secrets(
     assert "tokens=" in lines[0] and "tokens=-" not in lines[0]
     assert '"GET /v1/models" 401' in lines[1]
     assert all(API_KEY not in line and "Bearer" not in line for line in lines)
+
+
+def test_request_id_header_is_kept_or_made(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = serve(["ok"], api_key=API_KEY)
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with caplog.at_level(logging.INFO, logger="llmkit.server.access"):
+        kept = httpx.post(
+            f"{served.v1}/chat/completions",
+            json=CHAT,
+            headers={**auth, "x-request-id": "trace-7.a"},
+        )
+        bad = httpx.post(
+            f"{served.v1}/chat/completions", json=CHAT, headers={**auth, "x-request-id": "a b"}
+        )
+        refused = httpx.get(f"{served.v1}/models")  # 401 from the auth middleware
+        with httpx.stream(
+            "POST", f"{served.v1}/chat/completions", json={**CHAT, "stream": True}, headers=auth
+        ) as streamed:
+            streamed.read()
+        assert wait_for(lambda: len(caplog.records) >= 4)
+    assert kept.headers["x-request-id"] == "trace-7.a"
+    made = [bad.headers["x-request-id"], refused.headers["x-request-id"]]
+    made.append(streamed.headers["x-request-id"])
+    assert all(m.startswith("req_") and len(m) == 28 for m in made) and len(set(made)) == 3
+    assert refused.status_code == 401 and streamed.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmkit.server.access"]
+    assert "request_id=trace-7.a" in lines[0] and f"request_id={made[0]}" in lines[1]
+
+
+def test_access_log_names_the_upstream_request_id(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream = ChatResponse(message=Message(role="assistant", content="ok"), request_id="up-3")
+    served = serve([upstream])
+    with caplog.at_level(logging.INFO, logger="llmkit.server.access"):
+        reply = httpx.post(f"{served.v1}/chat/completions", json=CHAT)
+        assert wait_for(lambda: len(caplog.records) >= 1)
+    line = next(r.getMessage() for r in caplog.records if r.name == "llmkit.server.access")
+    assert f"request_id={reply.headers['x-request-id']} upstream_request_id=up-3" in line
 
 
 def test_import_llmkit_does_not_import_the_server_stack() -> None:

@@ -68,3 +68,27 @@ def test_rest_client_wrong_key(serve: ServeFactory) -> None:
         pytest.raises(errors.AuthenticationError),
     ):
         client.chat("x")
+
+
+def test_every_reply_carries_a_request_id(serve: ServeFactory) -> None:
+    served = serve([Reply("plain"), Reply("streamed answer")])
+    with Client("rest:fake-model", base_url=served.v1, retry=NO_RETRY) as client:
+        plain = client.chat("hi")
+        with client.stream("hi") as stream:
+            for _ in stream:
+                pass
+        streamed = stream.response
+    ids = [plain.request_id, streamed.request_id]
+    assert all(i is not None and i.startswith("req_") for i in ids), ids
+    assert ids[0] != ids[1]
+
+
+async def test_every_reply_carries_a_request_id_async(serve: ServeFactory) -> None:
+    served = serve([Reply("plain"), Reply("streamed answer")])
+    async with AsyncClient("rest:fake-model", base_url=served.v1, retry=NO_RETRY) as client:
+        plain = await client.chat("hi")
+        async with client.stream("hi") as stream:
+            async for _ in stream:
+                pass
+        streamed = stream.response
+    assert plain.request_id and streamed.request_id and plain.request_id != streamed.request_id
