@@ -4,6 +4,7 @@ mapping of llmkit errors to OpenAI-shaped HTTP errors."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -258,4 +259,9 @@ def test_failure_mid_completion_stream_is_an_error_event(serve: ServeFactory) ->
                 seen.append(chunk.choices[0].text)
     assert seen == ["one ", "two "]
     assert served.fake.closed_streams == 1
+    # The server frees the slot when its response task ends, which may be just after the
+    # client has read the error event.
+    deadline = time.monotonic() + 5
+    while served.state.limiter.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert served.state.limiter.in_flight == 0
