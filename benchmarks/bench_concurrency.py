@@ -8,11 +8,13 @@ Both send the same burst -- ``--requests`` chat calls started at once with
   default pool, an ``asyncio.Semaphore`` with llmkit's ``max_concurrency`` in front of it (without
   a cap, 1,000 requests queued inside httpcore's pool take minutes and end in ``PoolTimeout``),
   ``json=`` payload, ``.json()`` on the reply and the content picked out;
-- "raw httpx, llmkit pool" is the same with llmkit's pool limits (``llmkit._http.DEFAULT_LIMITS``),
-  to separate the cost of the pool settings from the cost of llmkit's own code. This is the
-  like-for-like comparison: with httpx's default ``keepalive_expiry`` of 5 s the plain
-  client's idle connections expire while the other contenders run their bursts, so it
-  reconnects at the start of every burst (more time and memory) where llmkit (30 s) does not;
+- "raw httpx, llmkit's HTTP client" is the same hand-written code on the ``httpx.AsyncClient``
+  llmkit itself uses (``llmkit._http.build_async_client``: llmkit's pool limits, and its
+  quicker idle-connection check, see llmkit/_pool.py), to separate what llmkit's HTTP set-up
+  saves from what llmkit's own code costs. This is the like-for-like comparison for
+  llmkit's code; the plain "raw httpx" one is what a user switching to llmkit sees (with
+  httpx's default ``keepalive_expiry`` of 5 s its idle connections also expire while the
+  other contenders run their bursts, so it reconnects at the start of every burst);
 - "llmkit" is ``AsyncClient("rest:MODEL", base_url=...)`` with its defaults (a
   ``max_concurrency`` cap in front of the pool, retries, timeouts, typed responses, usage
   totals), ``await client.chat(prompt)`` per request.
@@ -53,8 +55,8 @@ import httpx
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mock_server import MockServer
 
-from llmkit import AsyncClient
-from llmkit._http import DEFAULT_LIMITS
+from llmkit import AsyncClient, Timeout
+from llmkit._http import build_async_client
 from llmkit.client import DEFAULT_MAX_CONCURRENCY
 
 MODEL = "my-model"
@@ -144,12 +146,12 @@ async def peak_memory(burst: Burst, n: int) -> int:
 
 async def run(args: argparse.Namespace, url: str) -> None:
     raw_client = httpx.AsyncClient(timeout=60)
-    raw_pooled = httpx.AsyncClient(timeout=60, limits=DEFAULT_LIMITS)
+    raw_pooled = build_async_client(timeout=Timeout(60))
     cap = args.max_concurrency or DEFAULT_MAX_CONCURRENCY
     kit_client = AsyncClient(f"rest:{MODEL}", base_url=url, max_concurrency=cap)
     contenders: dict[str, Burst] = {
         "raw httpx": raw_burst(raw_client, url, args.stream, cap),
-        "raw httpx, llmkit pool": raw_burst(raw_pooled, url, args.stream, cap),
+        "raw httpx, llmkit's client": raw_burst(raw_pooled, url, args.stream, cap),
         "llmkit": llmkit_burst(kit_client, args.stream),
     }
     try:
@@ -178,12 +180,12 @@ async def run(args: argparse.Namespace, url: str) -> None:
         f"{args.requests} concurrent {kind} chat requests, median of {args.rounds} rounds "
         f"(mock server in a subprocess, chunks={args.chunks}, max_concurrency={cap})"
     )
-    header = f"{'':24} {'wall (s)':>9} {'req/s':>7} {'min (s)':>8} {'CPU (s)':>8} {'peak MiB':>9}"
+    header = f"{'':28} {'wall (s)':>9} {'req/s':>7} {'min (s)':>8} {'CPU (s)':>8} {'peak MiB':>9}"
     print(header)
     for name in contenders:
         med = statistics.median(times[name])
         print(
-            f"{name:24} {med:9.3f} {args.requests / med:7.0f} {min(times[name]):8.3f} "
+            f"{name:28} {med:9.3f} {args.requests / med:7.0f} {min(times[name]):8.3f} "
             f"{statistics.median(cpus[name]):8.3f} {peaks[name] / 2**20:9.1f}"
         )
 
@@ -192,7 +194,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
     def paired(a: dict[str, list[float]], b: str) -> float:
         return statistics.median(x / y for x, y in zip(a["llmkit"], a[b], strict=True))
 
-    for baseline in ("raw httpx", "raw httpx, llmkit pool"):
+    for baseline in ("raw httpx", "raw httpx, llmkit's client"):
         wall_ratio, cpu_ratio = paired(times, baseline), paired(cpus, baseline)
         verdict = "within" if wall_ratio <= 1.10 else "OUTSIDE"
         extra = (statistics.median(cpus["llmkit"]) - statistics.median(cpus[baseline])) / n
@@ -200,7 +202,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
             f"llmkit / {baseline}: wall {wall_ratio:.2f}x ({verdict} the 10% target), "
             f"CPU {cpu_ratio:.2f}x ({extra * 1e6:+.0f} us CPU per request)"
         )
-    for baseline in ("raw httpx", "raw httpx, llmkit pool"):
+    for baseline in ("raw httpx", "raw httpx, llmkit's client"):
         extra_mem = (peaks["llmkit"] - peaks[baseline]) / n / 1024
         print(
             f"peak memory llmkit / {baseline}: {peaks['llmkit'] / peaks[baseline]:.2f}x "

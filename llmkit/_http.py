@@ -17,6 +17,7 @@ import httpx
 
 from . import __version__
 from ._budget import CallBudget, OverBudget, install
+from ._pool import install_async
 from .errors import ConnectionError, ProviderError, TimeoutError, redact
 from .timeouts import Timeout
 
@@ -146,7 +147,7 @@ def build_async_client(
     limits: httpx.Limits | None = None,
 ) -> httpx.AsyncClient:
     """A pooled :class:`httpx.AsyncClient` configured the llmkit way."""
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         **_client_kwargs(
             base_url=base_url,
             headers=headers,
@@ -156,6 +157,8 @@ def build_async_client(
             limits=limits,
         )
     )
+    install_async(client)
+    return client
 
 
 def map_transport_error(

@@ -1,0 +1,139 @@
+"""A cheaper idle-connection check for llmkit's async HTTP clients.
+
+Whenever a request enters or leaves httpcore's pool, the pool asks every idle connection
+whether its socket is readable (a readable idle socket means the server closed it). On the
+asyncio path each of those questions goes through anyio's typed attributes, which rebuild a
+dict of every socket attribute -- a ``getpeername()`` system call included -- before the
+``poll()`` that answers it. With dozens of pooled connections to one server (what a
+``max_concurrency`` of 64 keeps open) that is most of httpcore's CPU per request.
+
+:class:`QuickCheckBackend` wraps the pool's network backend so that each connection's
+stream answers ``is_readable`` with the ``poll()`` alone, on the socket it looked up once.
+Reads, writes, TLS and every other question go straight to httpcore's own stream: the read
+and write methods are the inner stream's bound methods, so a chunk costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+__all__ = ["QuickCheckBackend", "install_async", "socket_readable"]
+
+_UNSET: Any = object()
+
+
+def socket_readable(sock: socket.socket | None) -> bool:
+    """Whether ``recv`` would return at once (data, or ``b""`` for a closed peer); a socket
+    that is gone counts as readable, as in httpcore."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    if sys.platform == "win32" or not hasattr(select, "poll"):  # pragma: no cover
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """httpcore's stream, with a quick ``is_readable``."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = _UNSET
+        # Instance attributes shadow the methods below: no extra frame per read or write.
+        self.read = inner.read  # type: ignore[method-assign]
+        self.write = inner.write  # type: ignore[method-assign]
+        self.aclose = inner.aclose  # type: ignore[method-assign]
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)  # pragma: no cover - shadowed
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)  # pragma: no cover - shadowed
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()  # pragma: no cover - shadowed
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            sock = self._socket
+            if sock is _UNSET:
+                sock = self._socket = self._inner.get_extra_info("socket")
+            return socket_readable(sock)
+        return self._inner.get_extra_info(info)
+
+
+class QuickCheckBackend(httpcore.AsyncNetworkBackend):
+    """Wraps an async network backend: its connections answer ``is_readable`` quickly."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(
+            await self._inner.connect_tcp(
+                host,
+                port,
+                timeout=timeout,
+                local_address=local_address,
+                socket_options=socket_options,
+            )
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(
+            await self._inner.connect_unix_socket(
+                path, timeout=timeout, socket_options=socket_options
+            )
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def install_async(client: httpx.AsyncClient) -> bool:
+    """Wrap the network backend of ``client``'s pools (its own and the proxy pools httpx
+    mounted from the environment). Whether every pool could be wrapped: httpx does not
+    expose its transports' network backend, so a future release may move it; the client
+    then works as before, only without the quicker check."""
+    ok = True
+    for transport in (client._transport, *client._mounts.values()):
+        if transport is None:
+            continue
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, QuickCheckBackend):
+            continue
+        if isinstance(backend, httpcore.AsyncNetworkBackend):
+            pool._network_backend = QuickCheckBackend(backend)  # type: ignore[union-attr]
+        elif isinstance(transport, httpx.AsyncHTTPTransport):
+            ok = False  # pragma: no cover - depends on the httpx/httpcore release
+    return ok
