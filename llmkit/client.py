@@ -131,6 +131,14 @@ class _Target:
             self.breaker.record_failure()
 
 
+# _Call.slot: the AsyncClient's request slot taken ahead of a call's first attempt.
+_SLOT_NONE = 0  # none taken ahead (each attempt takes its own)
+_SLOT_QUEUED = 1  # waiting for one
+_SLOT_HELD = 2  # holds one, for its first attempt
+_SLOT_USED = 3  # the first attempt used it (and released it)
+_SLOT_EXPIRED = 4  # the call's deadline passed while it waited
+
+
 @dataclass(slots=True)  # no __dict__: one is held per call queued behind the slots
 class _Call:
     """One logical call (all its attempts, re-asks and fallbacks), prepared without I/O."""
@@ -153,6 +161,8 @@ class _Call:
     # attempt has its slot, so a call queued behind max_concurrency holds no request yet.
     _request: ChatRequest | CompletionRequest | None = field(default=None, init=False, repr=False)
     _request_target: _Target | None = field(default=None, init=False, repr=False)
+    # The AsyncClient's slot taken before the first attempt (see AsyncClient._queue_ahead).
+    slot: int = field(default=_SLOT_NONE, init=False, repr=False)
 
     @property
     def deadline(self) -> float:
@@ -206,6 +216,7 @@ class _Call:
             "timed out waiting for a free request slot (max_concurrency reached)",
             backend=target.backend.name,
             model=target.backend.model,
+            retryable=False,  # the call's deadline has passed: neither retry nor fall back
         )
 
     def check_deadline(self, target: _Target) -> None:
@@ -497,7 +508,8 @@ class _ClientCore:
     ) -> tuple[GenerationParams, dict[str, Any]]:
         own = {k: v for k, v in given.items() if not isinstance(v, NotGiven)}
         params = self._check_params({**self._defaults, **own}) if own else self._default_params
-        return params, dict(extra)
+        # A method's **extra is already a fresh dict: no copy held per queued call.
+        return params, extra if type(extra) is dict else dict(extra)
 
     def _timeout_for(self, timeout: Any) -> Timeout:
         return self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
@@ -1476,6 +1488,33 @@ class AsyncClient(_ClientCore):
             slots = self._slots_by_loop[loop] = AsyncSlots(self._max_concurrency)
         return slots
 
+    # A call waits for its slot in the caller's own coroutine (chat, complete, a stream's
+    # open), awaiting the slot's future directly: a call queued behind max_concurrency then
+    # holds its validated input and that future, and no frames of _run and _attempt. The
+    # first attempt uses the slot; later attempts take their own.
+
+    def _queue_ahead(self, call: _Call) -> asyncio.Future[bool] | None:
+        """Take a slot for ``call`` now, or queue it: the future to await, then pass to
+        :meth:`_seat`. Pair with :meth:`_leave` in a ``finally``."""
+        waiter = self._async_slots().acquire(call.deadline)
+        call.slot = _SLOT_HELD if waiter is None else _SLOT_QUEUED
+        return waiter
+
+    @staticmethod
+    def _seat(call: _Call, acquired: bool) -> None:
+        # Past its deadline, the call's first attempt raises the queue timeout (inside _run,
+        # so hooks and the span see it as they see every failure).
+        call.slot = _SLOT_HELD if acquired else _SLOT_EXPIRED
+
+    def _leave(self, call: _Call, waiter: asyncio.Future[bool] | None) -> None:
+        """Give back a slot the call took ahead but never used (it failed before its first
+        attempt, or was cancelled while queued or just after a slot was handed over)."""
+        if call.slot == _SLOT_HELD:
+            call.slot = _SLOT_USED
+            self._async_slots().release()
+        elif call.slot == _SLOT_QUEUED and waiter is not None:
+            self._async_slots().abandon(waiter)
+
     async def _run(
         self, call: _Call, op: Callable[[Backend, Any], Awaitable[T]]
     ) -> tuple[T, _Target]:
@@ -1513,21 +1552,26 @@ class AsyncClient(_ClientCore):
         self, call: _Call, target: _Target, op: Callable[[Backend, Any], Awaitable[T]]
     ) -> T:
         call.attempts += 1
+        if call.slot == _SLOT_EXPIRED:
+            raise call.queue_timeout(target)
         call.check_deadline(target)
         target.check_circuit()
         wait = self._rate_wait(call, target)
         if wait:
             await self._rate_limit.async_sleep(wait)  # type: ignore[union-attr]
         slots = self._async_slots()
-        waiter = slots.acquire(call.deadline)
-        if waiter is not None:  # queued behind max_concurrency
-            try:
-                acquired = await waiter
-            except asyncio.CancelledError:
-                slots.abandon(waiter)
-                raise
-            if not acquired:
-                raise call.queue_timeout(target)
+        if call.slot == _SLOT_HELD:
+            call.slot = _SLOT_USED  # the slot the call queued for; released below
+        else:
+            waiter = slots.acquire(call.deadline)
+            if waiter is not None:  # queued behind max_concurrency
+                try:
+                    acquired = await waiter
+                except asyncio.CancelledError:
+                    slots.abandon(waiter)
+                    raise
+                if not acquired:
+                    raise call.queue_timeout(target)
         try:
             request = call.request(target)
             self._before_attempt(request)
@@ -1589,15 +1633,21 @@ class AsyncClient(_ClientCore):
             ),
             extra=extra,
         )
-        while True:
-            response, target = await self._run(call, _asend_chat)
-            response = self._finish(response, call, target)
-            if call.response_model is None:
-                return response
-            next_call = self._structured_next(response, call)
-            if next_call is None:
-                return response
-            call = next_call
+        first, waiter = call, self._queue_ahead(call)
+        try:
+            if waiter is not None:
+                self._seat(call, await waiter)
+            while True:
+                response, target = await self._run(call, _asend_chat)
+                response = self._finish(response, call, target)
+                if call.response_model is None:
+                    return response
+                next_call = self._structured_next(response, call)
+                if next_call is None:
+                    return response
+                call = next_call
+        finally:
+            self._leave(first, waiter)
 
     def stream(
         self,
@@ -1659,7 +1709,13 @@ class AsyncClient(_ClientCore):
             ),
             extra=extra,
         )
-        response, target = await self._run(call, _asend_complete)
+        waiter = self._queue_ahead(call)
+        try:
+            if waiter is not None:
+                self._seat(call, await waiter)
+            response, target = await self._run(call, _asend_complete)
+        finally:
+            self._leave(call, waiter)
         return self._finish(response, call, target)
 
     def stream_complete(
@@ -1787,7 +1843,14 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
         if self._closed:
             raise ConfigError("this stream is closed")
 
-        (iterator, first), target = await self._client._run(self._call, self._open_backend)
+        client, call = self._client, self._call
+        waiter = client._queue_ahead(call)
+        try:
+            if waiter is not None:
+                client._seat(call, await waiter)
+            (iterator, first), target = await client._run(call, self._open_backend)
+        finally:
+            client._leave(call, waiter)
         self._started(iterator, first, target)
 
     async def _open_backend(self, backend: Backend, request: Any) -> tuple[AsyncIterator[Any], Any]:

@@ -10,6 +10,8 @@ import pytest
 
 from llmkit import AsyncClient, errors
 from llmkit._slots import AsyncSlots
+from llmkit.backends.base import Capabilities
+from llmkit.client import Hooks
 from llmkit.testing import FakeBackend, Reply
 
 
@@ -55,15 +57,15 @@ async def test_each_waiter_times_out_at_its_own_deadline() -> None:
     assert slots.acquire(time.monotonic() + 60) is None
     now = time.monotonic()
     # A long deadline queued first, then a shorter one: the one timer re-arms for the earlier.
-    late = slots.acquire(now + 0.30)
+    late = slots.acquire(now + 1.0)
     early = slots.acquire(now + 0.05)
     never = slots.acquire(now + 60)
     assert late is not None and early is not None and never is not None
     assert await early is False
-    assert time.monotonic() - now < 0.25
+    assert time.monotonic() - now < 0.5
     assert not late.done()
     assert await late is False
-    assert time.monotonic() - now >= 0.29
+    assert time.monotonic() - now >= 0.99
     assert not never.done()
     slots.release()  # the expired waiters are skipped; the live one gets the slot
     assert never.result() is True
@@ -107,20 +109,26 @@ async def test_a_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
 
 
 def _slow_client(concurrency: int) -> AsyncClient:
-    backend = FakeBackend([Reply(text=t, delay=0.3) for t in "abcd"])
+    backend = FakeBackend([Reply(text=t, delay=1.0) for t in "abcd"])
     return AsyncClient(backend=backend, max_concurrency=concurrency)
 
 
 async def test_a_call_queued_past_its_deadline_gets_a_typed_timeout() -> None:
-    async with _slow_client(1) as client:
+    failures: list[BaseException] = []
+    backend = FakeBackend([Reply(text=t, delay=1.0) for t in "abcd"])
+    hooks = Hooks(on_error=failures.append)
+    async with AsyncClient(backend=backend, max_concurrency=1, hooks=hooks) as client:
         busy = asyncio.ensure_future(client.chat("first"))
         await asyncio.sleep(0.02)
         started = time.monotonic()
         with pytest.raises(errors.TimeoutError, match="waiting for a free request slot") as info:
             await client.chat("second", timeout=0.1)
-        assert time.monotonic() - started < 0.25
+        assert time.monotonic() - started < 0.6  # the busy call holds its slot for 1 s
         assert info.value.backend == "fake"
+        assert info.value.retryable is False  # the deadline is spent: no retry, no fallback
+        assert failures == [info.value]  # seen by the hooks like any failure
         assert (await busy).text == "a"
+        assert len(backend.requests) == 1  # the queued call never reached the backend
         slots = client._async_slots()
         assert (slots.free, slots.waiting) == (1, 0)
 
@@ -138,3 +146,45 @@ async def test_cancelling_queued_calls_leaks_no_slot() -> None:
         assert all(isinstance(r, asyncio.CancelledError) for r in results[2:])
         assert (slots.free, slots.waiting) == (2, 0)
         assert (await client.chat("again")).text == "c"
+
+
+async def test_a_call_failing_before_its_first_attempt_gives_its_slot_back() -> None:
+    no_tools = Capabilities(streaming=True, tools=False, completion=True)
+    async with AsyncClient(backend=FakeBackend(capabilities=no_tools), max_concurrency=1) as client:
+
+        def lookup(city: str) -> str:
+            return city
+
+        for _ in range(3):  # a leaked slot would make the second call wait forever
+            with pytest.raises(errors.UnsupportedFeatureError):
+                await client.chat("hi", tools=[lookup], timeout=1)
+        slots = client._async_slots()
+        assert (slots.free, slots.waiting) == (1, 0)
+        assert (await client.chat("hi")).text == "hi"
+
+
+async def test_a_slot_handed_to_a_call_cancelled_before_it_resumes_is_passed_on() -> None:
+    queued: list[asyncio.Task[object]] = []
+
+    def cancel_the_queued_call(response: object) -> None:
+        # Runs in the busy call after its slot went to the queued call, which has not
+        # resumed yet: it is cancelled while it owns a slot it never used.
+        if queued:
+            queued.pop().cancel()
+
+    backend = FakeBackend([Reply(text="a", delay=0.2), "b", "c"])
+    hooks = Hooks(on_response=cancel_the_queued_call)
+    async with AsyncClient(backend=backend, max_concurrency=1, hooks=hooks) as client:
+        busy = asyncio.ensure_future(client.chat("first"))
+        await asyncio.sleep(0.02)
+        task = asyncio.ensure_future(client.chat("second"))
+        queued.append(task)
+        await asyncio.sleep(0.02)
+        assert client._async_slots().waiting == 1
+        assert (await busy).text == "a"
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        slots = client._async_slots()
+        assert (slots.free, slots.waiting) == (1, 0)
+        assert (await client.chat("third")).text == "b"  # the cancelled call sent nothing
+        assert len(backend.requests) == 2
