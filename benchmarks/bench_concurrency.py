@@ -8,7 +8,7 @@ Both send the same burst -- ``--requests`` chat calls started at once with
   default pool, an ``asyncio.Semaphore`` with llmkit's ``max_concurrency`` in front of it (without
   a cap, 1,000 requests queued inside httpcore's pool take minutes and end in ``PoolTimeout``),
   ``json=`` payload, ``.json()`` on the reply and the content picked out;
-- "raw httpx, llmkit's HTTP client" is the same hand-written code on the ``httpx.AsyncClient``
+- "raw httpx, llmkit's client" is the same hand-written code on the ``httpx.AsyncClient``
   llmkit itself uses (``llmkit._http.build_async_client``: llmkit's pool limits, and its
   quicker idle-connection check, see llmkit/_pool.py), to separate what llmkit's HTTP set-up
   saves from what llmkit's own code costs. This is the like-for-like comparison for

@@ -38,6 +38,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from ._pool import wrap_network_backends
 from .timeouts import Timeout
 
 __all__ = ["BudgetBackend", "CallBudget", "OverBudget", "install"]
@@ -311,17 +312,6 @@ def install(client: httpx.Client) -> bool:
     pools httpx mounted from the environment). Whether every pool could be wrapped:
     httpx does not expose its transports' network backend, so a future release may move it.
     """
-    ok = True
-    for transport in (client._transport, *client._mounts.values()):
-        if transport is None:
-            continue
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, BudgetBackend):
-            continue
-        if isinstance(backend, httpcore.NetworkBackend):
-            pool._network_backend = BudgetBackend(backend)  # type: ignore[union-attr]
-        elif isinstance(transport, httpx.HTTPTransport):
-            ok = False  # pragma: no cover - depends on the httpx/httpcore release
+    ok = wrap_network_backends(client, BudgetBackend, httpcore.NetworkBackend, httpx.HTTPTransport)
     client.event_hooks["response"].append(_bind_body)
     return ok

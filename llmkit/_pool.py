@@ -18,13 +18,13 @@ from __future__ import annotations
 import select
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpcore
 import httpx
 
-__all__ = ["QuickCheckBackend", "install_async", "socket_readable"]
+__all__ = ["QuickCheckBackend", "install_async", "socket_readable", "wrap_network_backends"]
 
 _UNSET: Any = object()
 
@@ -119,21 +119,33 @@ class QuickCheckBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def install_async(client: httpx.AsyncClient) -> bool:
-    """Wrap the network backend of ``client``'s pools (its own and the proxy pools httpx
-    mounted from the environment). Whether every pool could be wrapped: httpx does not
-    expose its transports' network backend, so a future release may move it; the client
-    then works as before, only without the quicker check."""
+def wrap_network_backends(
+    client: httpx.Client | httpx.AsyncClient,
+    wrapper: Callable[[Any], Any],
+    inner: type,
+    transport: type,
+) -> bool:
+    """Wrap the network backend of every pool of ``client`` (its own and the proxy pools
+    httpx mounted from the environment) in ``wrapper``, once. Whether every pool could be
+    wrapped: httpx does not expose its transports' network backend, so a future release may
+    move it; the client then works as before, only without the wrapper."""
     ok = True
-    for transport in (client._transport, *client._mounts.values()):
-        if transport is None:
+    for mounted in (client._transport, *client._mounts.values()):
+        if mounted is None:
             continue
-        pool = getattr(transport, "_pool", None)
+        pool = getattr(mounted, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, QuickCheckBackend):
+        if isinstance(backend, wrapper):  # type: ignore[arg-type]
             continue
-        if isinstance(backend, httpcore.AsyncNetworkBackend):
-            pool._network_backend = QuickCheckBackend(backend)  # type: ignore[union-attr]
-        elif isinstance(transport, httpx.AsyncHTTPTransport):
+        if isinstance(backend, inner):
+            pool._network_backend = wrapper(backend)  # type: ignore[union-attr]
+        elif isinstance(mounted, transport):
             ok = False  # pragma: no cover - depends on the httpx/httpcore release
     return ok
+
+
+def install_async(client: httpx.AsyncClient) -> bool:
+    """Give ``client``'s connections the quick ``is_readable`` (see the module docstring)."""
+    return wrap_network_backends(
+        client, QuickCheckBackend, httpcore.AsyncNetworkBackend, httpx.AsyncHTTPTransport
+    )

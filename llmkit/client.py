@@ -243,7 +243,7 @@ class _Call:
         return self._request
 
     def request_for(self, target: _Target) -> ChatRequest | CompletionRequest:
-        self.check_supported(target)
+        """The request for ``target``; :meth:`check_supported` must have passed."""
         backend = target.backend
         if self.kind == "complete":
             return CompletionRequest(
@@ -680,6 +680,8 @@ class _ClientCore:
             for item in inputs
         ]
         target = self._targets[0]
+        for call in calls:
+            call.check_supported(target)
         return calls, [c.request_for(target) for c in calls], run
 
     def _rate_wait(self, call: _Call, target: _Target) -> float:
