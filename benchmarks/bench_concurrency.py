@@ -10,7 +10,7 @@ Both send the same burst -- ``--requests`` chat calls started at once with
   ``json=`` payload, ``.json()`` on the reply and the content picked out;
 - "raw httpx, llmkit's client" is the same hand-written code on the ``httpx.AsyncClient``
   llmkit itself uses (``llmkit._http.build_async_client``: llmkit's pool limits, and its
-  quicker idle-connection check, see llmkit/_pool.py), to separate what llmkit's HTTP set-up
+  quicker idle-connection check, see llmkit/_http/pool.py), to separate what llmkit's HTTP set-up
   saves from what llmkit's own code costs. This is the like-for-like comparison for
   llmkit's code; the plain "raw httpx" one is what a user switching to llmkit sees (with
   httpx's default ``keepalive_expiry`` of 5 s its idle connections also expire while the

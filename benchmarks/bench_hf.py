@@ -80,8 +80,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
-    from llmkit.backends import _hf_loading
-    from llmkit.backends.huggingface import HuggingFaceBackend
+    from llmkit.backends.hf import HuggingFaceBackend
+    from llmkit.backends.hf import loading as _hf_loading
     from llmkit.types import ChatRequest, GenerationParams, Message
 
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}

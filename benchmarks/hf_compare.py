@@ -38,7 +38,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
     from llmkit import Client
-    from llmkit.backends import _hf_loading
+    from llmkit.backends.hf import loading as _hf_loading
 
     n = args.tokens
     start = time.perf_counter()

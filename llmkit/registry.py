@@ -36,7 +36,7 @@ _BUILTINS: dict[str, BackendInfo] = {
         BackendInfo("rest", "llmkit.backends.rest:RestBackend"),
         BackendInfo(
             "hf",
-            "llmkit.backends.huggingface:HuggingFaceBackend",
+            "llmkit.backends.hf:HuggingFaceBackend",
             extra="hf",
             requires=("torch", "transformers"),
         ),

@@ -11,7 +11,7 @@ exceptions. llmkit adds the rest:
 * every failure is mapped to :mod:`llmkit.errors` at one point (:meth:`_OpenAIBase._map_error`),
   with credentials scrubbed from the message *and* from the chained SDK exception;
 * responses are read as JSON and streams are decoded by llmkit's I/O-free decoders
-  (:class:`~llmkit._sse.SSEDecoder` and :class:`~llmkit.backends._openai_wire.ChunkDecoder`)
+  (:class:`~llmkit._http.decoders.SSEDecoder` and :class:`~llmkit.backends._openai_wire.ChunkDecoder`)
   over the SDK's raw streaming response, which skips building a pydantic object per chunk.
 
 Every keyword the SDK's ``create()`` accepts is passed as a keyword (so the outgoing JSON is
@@ -37,7 +37,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
-from .._sse import ServerSentEvent, SSEDecoder
+from .._http.decoders import ServerSentEvent, SSEDecoder
 from ..errors import (
     ConfigError,
     ConnectionError,

@@ -30,11 +30,11 @@ from ..client import AsyncClient, AsyncStream
 from ..streaming import to_openai_chunk
 from ..types import ChatResponse, FinishEvent, TextDelta, UsageEvent, new_response_id
 from ._errors import ErrorReply, error_reply_for, retry_after_header
+from ._event_stream import DONE, SSEResponse, sse_event
 from ._limits import ConcurrencyLimiter, Overloaded
 from ._middleware import LOG_KEY, AccessLogMiddleware, BearerAuthMiddleware
 from ._openapi import openapi_document
 from ._schemas import ChatCompletionRequest, CompletionRequestBody, RequestError, parse_body
-from ._sse import DONE, SSEResponse, sse_event
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

@@ -1,5 +1,5 @@
 """llmkit's sync HTTP clients cap every socket operation by the active ``CallBudget``
-(llmkit/_budget.py), and only while one is active: the same client used without a budget
+(llmkit/_http/budget.py), and only while one is active: the same client used without a budget
 (health probes, a user's own requests) keeps httpx's plain per-read timeouts."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from llmkit import Timeout, errors
-from llmkit._budget import BudgetBackend, CallBudget, OverBudget
 from llmkit._http import build_client, map_transport_error
+from llmkit._http.budget import BudgetBackend, CallBudget, OverBudget
 
 from .fault_server import Fault, FaultServer
 

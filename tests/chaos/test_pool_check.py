@@ -1,5 +1,5 @@
 """llmkit's async HTTP clients answer httpcore's idle-connection check ("is this socket
-readable?") with one poll() (llmkit/_pool.py). The answer must stay the one httpcore's own
+readable?") with one poll() (llmkit/_http/pool.py). The answer must stay the one httpcore's own
 check gives, or the pool would reuse connections the server has closed."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from llmkit._http import build_async_client
-from llmkit._pool import QuickCheckBackend
+from llmkit._http.pool import QuickCheckBackend
 
 pytestmark = pytest.mark.timeout(15)
 

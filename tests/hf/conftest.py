@@ -223,7 +223,7 @@ def tiny_gguf(models_root: Path, tiny_llama_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def llama(tiny_llama_dir: Path) -> Iterator[Any]:
     """One loaded backend on the tiny Llama, shared by the tests that only generate."""
-    from llmkit.backends.huggingface import HuggingFaceBackend
+    from llmkit.backends.hf import HuggingFaceBackend
 
     backend = HuggingFaceBackend(str(tiny_llama_dir), device="cpu", max_new_tokens=24)
     backend.load()

@@ -21,7 +21,7 @@ import pytest
 from hf_testkit import Slow, chat_request, generate_threads, slow, wait_no_generate_threads
 
 from llmkit import errors
-from llmkit.backends.huggingface import HuggingFaceBackend
+from llmkit.backends.hf import HuggingFaceBackend
 from llmkit.timeouts import Timeout
 from llmkit.types import ChatRequest, CompletionRequest, GenerationParams, TextDelta
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llmkit.backends._hf_generation import (
+from llmkit.backends.hf.generation import (
     IncrementalDecoder,
     StopMatcher,
     build_generation_config,

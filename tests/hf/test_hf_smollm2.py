@@ -13,8 +13,8 @@ import pytest
 from pydantic import BaseModel
 
 from llmkit import Client
-from llmkit.backends import _hf_loading
-from llmkit.backends.huggingface import HuggingFaceBackend
+from llmkit.backends.hf import HuggingFaceBackend
+from llmkit.backends.hf import loading as _hf_loading
 from llmkit.types import ChatRequest, GenerationParams, Message
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from llmkit import errors
-from llmkit.backends import _hf_loading
-from llmkit.backends.huggingface import HuggingFaceBackend
+from llmkit.backends.hf import HuggingFaceBackend
+from llmkit.backends.hf import loading as _hf_loading
 from llmkit.types import ChatRequest, GenerationParams, Message
 
 REQUEST = ChatRequest(
@@ -24,7 +24,7 @@ REQUEST = ChatRequest(
 
 def test_construction_is_cheap_and_lazy(tiny_llama_dir: Path) -> None:
     code = (
-        "import sys, llmkit; from llmkit.backends.huggingface import HuggingFaceBackend; "
+        "import sys, llmkit; from llmkit.backends.hf import HuggingFaceBackend; "
         f"b = HuggingFaceBackend({str(tiny_llama_dir)!r}); "
         "assert not b.is_loaded; "
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
@@ -157,7 +157,7 @@ def test_missing_torch_is_backend_unavailable(
 ) -> None:
     import importlib.util
 
-    from llmkit.backends import huggingface
+    from llmkit.backends.hf import backend as huggingface
 
     real = importlib.util.find_spec
     monkeypatch.setattr(

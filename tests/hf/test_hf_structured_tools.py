@@ -21,8 +21,9 @@ from hf_testkit import chat_request
 from pydantic import BaseModel, Field
 
 from llmkit import Hooks, InvalidInputError, OutputValidationError
-from llmkit.backends import _hf_structured, _hf_tools
-from llmkit.backends.huggingface import HuggingFaceBackend
+from llmkit.backends.hf import HuggingFaceBackend
+from llmkit.backends.hf import structured as _hf_structured
+from llmkit.backends.hf import tools as _hf_tools
 from llmkit.tools import tool_from_function
 from llmkit.types import ChatRequest, GenerationParams, Message, TextDelta, ToolCallDelta
 

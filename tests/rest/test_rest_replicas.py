@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from llmkit import errors
-from llmkit.backends._rest_replicas import ReplicaSet, split_base_url
+from llmkit.backends.rest.replicas import ReplicaSet, split_base_url
 
 from .helpers import Mode, chat_request, streamed, texts
 

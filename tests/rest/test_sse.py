@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmkit._sse import NDJSONDecoder, ServerSentEvent, SSEDecoder
+from llmkit._http.decoders import NDJSONDecoder, ServerSentEvent, SSEDecoder
 from llmkit.backends._openai_wire import ChunkDecoder, error_in_payload
 from llmkit.errors import ProtocolError, ServerError
 

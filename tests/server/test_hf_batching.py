@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
-pytest.importorskip("llmkit.backends.huggingface")
+pytest.importorskip("llmkit.backends.hf")
 
 from llmkit import AsyncClient
 from llmkit.server import create_app, run_in_thread

@@ -4,7 +4,7 @@ Every HTTP backend (the ``openai`` SDK backend, which gets these clients injecte
 ``http_client=``, and the ``rest`` backend) uses :func:`build_client` /
 :func:`build_async_client`, so pooling limits, timeouts, proxies and TLS settings behave the
 same everywhere, and respx sees every request in tests. The sync clients also honour a
-:class:`CallBudget` on every socket operation (see :mod:`llmkit._budget`): httpx alone bounds
+:class:`CallBudget` on every socket operation (see :mod:`llmkit._http.budget`): httpx alone bounds
 neither a sync call's total deadline nor a stream's idle gap.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 
-from . import __version__
-from ._budget import CallBudget, OverBudget, install
-from ._pool import install_async
-from .errors import ConnectionError, ProviderError, TimeoutError, redact
-from .timeouts import Timeout
+from .. import __version__
+from ..errors import ConnectionError, ProviderError, TimeoutError, redact
+from ..timeouts import Timeout
+from .budget import CallBudget, OverBudget, install
+from .pool import install_async
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -103,7 +103,7 @@ def _client_kwargs(
         try:
             import h2  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            from .errors import BackendUnavailable
+            from ..errors import BackendUnavailable
 
             raise BackendUnavailable(
                 'http2=True needs the h2 package: pip install "httpx[http2]"'

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .._sse import NDJSONDecoder, ServerSentEvent, SSEDecoder
-from ..errors import ConnectionError, ProtocolError, ProviderError
-from ..types import (
+from ..._http.decoders import NDJSONDecoder, ServerSentEvent, SSEDecoder
+from ...errors import ConnectionError, ProtocolError, ProviderError
+from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
@@ -24,8 +24,8 @@ from ..types import (
     Usage,
     estimate_tokens,
 )
-from ._rest_replicas import Replica
-from .base import Capabilities
+from ..base import Capabilities
+from .replicas import Replica
 
 __all__ = [
     "BACKEND",

@@ -38,8 +38,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from ._pool import wrap_network_backends
-from .timeouts import Timeout
+from ..timeouts import Timeout
+from .pool import wrap_network_backends
 
 __all__ = ["BudgetBackend", "CallBudget", "OverBudget", "install"]
 

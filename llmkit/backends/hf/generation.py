@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInputError
-from ..types import GenerationParams
+from ...errors import InvalidInputError
+from ...types import GenerationParams
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,7 @@ settings (same ``key``, up to ``max_batch_size``) and runs them as one left-padd
 call. Requests that arrive while a batch runs wait for the next one: rows never join a
 running generate() (that would be continuous batching, see the module's notes below).
 
-Each job keeps its own row (:class:`~llmkit.backends._hf_generation.RowState`): its text goes
+Each job keeps its own row (:class:`~llmkit.backends.hf.generation.RowState`): its text goes
 to its own ``on_text`` callback, it ends on its own EOS, stop string, ``max_tokens`` or
 deadline, and cancelling it (a closed stream, a cancelled task, a caller's timeout) marks
 only that row done, so transformers pads it while the other rows go on. When every row of a
@@ -45,11 +45,11 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ._hf_generation import RowState
+from .generation import RowState
 
 __all__ = ["BatchScheduler", "Job"]
 
-logger = logging.getLogger("llmkit.backends.huggingface")
+logger = logging.getLogger("llmkit.backends.hf")
 
 P = TypeVar("P")
 # The window never delays a batch by more than this many windows in all.

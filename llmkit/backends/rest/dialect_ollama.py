@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import UnsupportedFeatureError, error_from_status
-from ..types import (
+from ...errors import UnsupportedFeatureError, error_from_status
+from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
@@ -29,8 +29,8 @@ from ..types import (
     UsageEvent,
     new_response_id,
 )
-from ._rest_wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard
-from .base import Capabilities
+from ..base import Capabilities
+from .wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard
 
 __all__ = ["OllamaDialect", "ollama_payload"]
 

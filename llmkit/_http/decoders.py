@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 __all__ = ["NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
 

@@ -17,8 +17,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UnsupportedFeatureError, error_from_status
-from ..types import (
+from ...errors import UnsupportedFeatureError, error_from_status
+from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
@@ -31,8 +31,9 @@ from ..types import (
     UsageEvent,
     new_response_id,
 )
-from ._rest_openai import OpenAIDialect
-from ._rest_wire import (
+from ..base import Capabilities
+from .dialect_openai import OpenAIDialect
+from .wire import (
     BACKEND,
     Dialect,
     SSEParser,
@@ -41,7 +42,6 @@ from ._rest_wire import (
     counted_usage,
     guard,
 )
-from .base import Capabilities
 
 __all__ = ["TEMPLATES", "TGIDialect", "render_template"]
 

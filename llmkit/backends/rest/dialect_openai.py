@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ServerError
-from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
-from ._openai_wire import (
+from ...errors import ServerError
+from ...types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from .._openai_wire import (
     ChunkDecoder,
     chat_payload,
     completion_payload,
@@ -21,8 +21,8 @@ from ._openai_wire import (
     parse_chat_completion,
     parse_completion,
 )
-from ._rest_wire import BACKEND, Dialect, SSEParser, WireCall, guard
-from .base import Capabilities
+from ..base import Capabilities
+from .wire import BACKEND, Dialect, SSEParser, WireCall, guard
 
 __all__ = ["OpenAIDialect", "OpenAIStreamParser"]
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..types import (
+from ...types import (
     FinishEvent,
     Message,
     StreamEvent,
@@ -36,9 +36,9 @@ from ..types import (
     ToolCallDelta,
     new_tool_call_id,
 )
-from ._hf_structured import closed_schema
+from .structured import closed_schema
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("llmkit.backends.hf")
 
 __all__ = [
     "ToolCallParser",

@@ -1,0 +1,11 @@
+"""The ``hf`` backend: transformers models running in this process (see :mod:`.backend`).
+
+Layout: :mod:`.backend` is the backend class; :mod:`.loading` resolves and loads a model
+(aliases, folders, hub cache, GGUF); :mod:`.generation` runs ``generate()`` for a batch of
+rows; :mod:`.batching` schedules concurrent calls into batches; :mod:`.structured` and
+:mod:`.tools` constrain decoding for JSON schemas and tool calls.
+"""
+
+from .backend import HuggingFaceBackend, HuggingFaceSettings
+
+__all__ = ["HuggingFaceBackend", "HuggingFaceSettings"]
