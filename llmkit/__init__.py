@@ -27,6 +27,9 @@ _LAZY: dict[str, str] = {
     "RateLimit": "ratelimit",
     "RetryPolicy": "retry",
     "Timeout": "timeouts",
+    "Provider": "_providers",
+    "providers": "_providers",
+    "register_provider": "_providers",
     "available_backends": "registry",
     "register_backend": "registry",
     "NOT_GIVEN": "types",
@@ -87,6 +90,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from . import errors
+    from ._providers import Provider, providers, register_provider
     from .circuit import CircuitBreaker
     from .client import AsyncClient, AsyncStream, Client, Hooks, Stream
     from .errors import (
@@ -161,6 +165,7 @@ __all__ = [
     "Prompt",
     "PromptError",
     "ProtocolError",
+    "Provider",
     "ProviderError",
     "RateLimit",
     "RateLimitError",
@@ -180,5 +185,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "errors",
+    "providers",
     "register_backend",
+    "register_provider",
 ]

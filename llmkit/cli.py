@@ -1,10 +1,11 @@
-"""The ``llmkit`` command line: ``chat``, ``serve`` and ``backends``.
+"""The ``llmkit`` command line: ``chat``, ``serve``, ``backends`` and ``providers``.
 
     llmkit chat "What is the capital of France?"        # one-shot, streamed
     echo "Summarise this" | llmkit chat -m openai:gpt-4o-mini
     llmkit chat                                          # interactive session with history
     llmkit serve hf:smollm2 --port 8000                  # OpenAI-compatible server
     llmkit backends                                      # what is registered and installed
+    llmkit providers                                     # services reachable by name
 
 Errors are one line on stderr: usage mistakes exit with 2, failures at run time with 1
 (``--debug`` shows the traceback instead). Only the standard library is used here; the
@@ -207,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backends.add_argument("--json", action="store_true", help="print JSON")
     backends.set_defaults(handler=_cmd_backends)
+
+    providers = commands.add_parser(
+        "providers",
+        help="list the services reachable by name (groq:MODEL, ollama:MODEL, ...)",
+    )
+    output = providers.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    providers.set_defaults(handler=_cmd_providers)
     return parser
 
 
@@ -463,6 +473,36 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     for row in rows:
         mark = "yes" if row["installed"] else "no"
         lines.append(f"{row['name']:<{width}}  {mark:<9}  {row['requires'] or '-'}")
+    _write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_providers(args: argparse.Namespace) -> int:
+    from ._providers import markdown_table, providers
+
+    if args.markdown:
+        _write(markdown_table())
+        return EXIT_OK
+    rows: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "backend": p.backend,
+            "dialect": p.dialect,
+            "base_url": p.base_url,
+            "api_key_env": list(p.api_key_env),
+            "key_set": p.api_key() is not None,
+            "local": p.local,
+        }
+        for p in providers()
+    ]
+    if args.json:
+        _write(json.dumps(rows, indent=2) + "\n")
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows)
+    lines = [f"{'PROVIDER':<{width}}  {'BACKEND':<7}  KEY  BASE URL"]
+    for r in rows:
+        key = "-" if not r["api_key_env"] else ("set" if r["key_set"] else "no")
+        lines.append(f"{r['name']:<{width}}  {r['backend']:<7}  {key:<3}  {r['base_url']}")
     _write("\n".join(lines) + "\n")
     return EXIT_OK
 

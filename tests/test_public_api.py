@@ -32,6 +32,7 @@ EXPECTED = [
     "Prompt",
     "PromptError",
     "ProtocolError",
+    "Provider",
     "ProviderError",
     "RateLimit",
     "RateLimitError",
@@ -51,7 +52,9 @@ EXPECTED = [
     "__version__",
     "available_backends",
     "errors",
+    "providers",
     "register_backend",
+    "register_provider",
 ]
 
 
