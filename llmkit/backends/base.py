@@ -37,7 +37,14 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, UnsupportedFeatureError
-from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+)
 
 __all__ = ["Backend", "BaseBackend", "Capabilities", "validate_options"]
 
@@ -51,6 +58,7 @@ class Capabilities:
     structured_output: bool = False  # honours a JSON-schema response_format natively
     completion: bool = False  # raw prompt -> continuation (complete())
     vision: bool = False
+    embeddings: bool = False  # embed(): texts -> vectors
 
 
 @runtime_checkable
@@ -179,6 +187,19 @@ class BaseBackend:
     def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Drive the sync :meth:`stream_complete` in a worker thread, one event at a time."""
         return _in_thread(self.stream_complete, request)
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Vectors for ``request.inputs`` (one batch). Optional: backends that embed set
+        ``capabilities.embeddings`` and override this and :meth:`aembed`."""
+        raise UnsupportedFeatureError(
+            f"backend {self.spec!r} cannot embed text; use an embedding model "
+            "(e.g. hf:minilm, or an openai:/rest: embedding model)"
+        )
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        import asyncio
+
+        return await asyncio.to_thread(self.embed, request)
 
     def close(self) -> None:
         """Release connections, threads or models held by the backend."""

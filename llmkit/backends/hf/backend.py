@@ -78,6 +78,7 @@ from ..base import BaseBackend, Capabilities, validate_options
 from . import structured as hf_structured
 from . import tools as hf_tools
 from .batching import BatchScheduler, Job
+from .embeddings import EmbeddingSupport, is_embedding_folder
 from .generation import (
     GenerationControl,
     IncrementalDecoder,
@@ -120,6 +121,8 @@ class HuggingFaceSettings(BaseModel):
     max_batch_size: int = Field(default=16, ge=1)
     """The most requests in one generate() call: :meth:`HuggingFaceBackend.batch`, and
     concurrent independent calls, which are batched dynamically."""
+    embed_batch_size: int = Field(default=32, ge=1)
+    """Texts per forward pass of an embedding model (sentence-transformers' default)."""
     batch_window: float = Field(default=0.005, ge=0)
     """Seconds an idle model waits for more requests before it starts a batch, so requests
     arriving together share it (0: start at once)."""
@@ -217,8 +220,10 @@ def _eos_ids(loaded: LoadedModel) -> set[int]:
     return ids
 
 
-class HuggingFaceBackend(BaseBackend):
-    """A transformers causal language model running in-process.
+class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
+    """A transformers causal language model running in-process (or, for a
+    sentence-transformers folder such as ``hf:minilm``, an embedding model: see
+    :mod:`.embeddings`).
 
     Args:
         model: the source: ``smollm2``, a folder, a cached hub id or a ``.gguf`` path.
@@ -241,7 +246,9 @@ class HuggingFaceBackend(BaseBackend):
         # Native structured output (constrained decoding) needs llguidance; without it the
         # client asks for JSON in the prompt, as for any backend.
         self.capabilities = dataclasses.replace(
-            type(self).capabilities, structured_output=hf_structured.available()
+            type(self).capabilities,
+            structured_output=hf_structured.available(),
+            embeddings=self.source.kind == "folder" and is_embedding_folder(self.source.location),
         )
         self._grammars: hf_structured.GrammarFactory | None = None
         self._load_lock = threading.Lock()
@@ -282,6 +289,11 @@ class HuggingFaceBackend(BaseBackend):
         loaded = self._loaded
         if loaded is not None:
             return loaded
+        if self.capabilities.embeddings:
+            raise UnsupportedFeatureError(
+                f"hf:{self.model} is an embedding model: call embed() on it, and use a chat "
+                "model (e.g. hf:smollm2) for chat and completion"
+            )
         with self._load_lock:
             if self._loaded is None:
                 start = time.perf_counter()
