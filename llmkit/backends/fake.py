@@ -8,6 +8,8 @@ streaming and structured-output code; only the model is replaced.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -19,6 +21,8 @@ from ..types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
     FinishEvent,
     Message,
     StreamEvent,
@@ -27,6 +31,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
     UsageEvent,
+    estimate_tokens,
 )
 from .base import BaseBackend, Capabilities
 
@@ -128,11 +133,15 @@ class FakeBackend(BaseBackend):
     :class:`~llmkit.errors.LLMError` instance (raised), or a callable ``request -> item``.
     When the script runs out the last item repeats; with no script the backend echoes the
     last user message. ``requests`` holds every request received, in order.
+
+    ``embed()`` answers deterministic unit vectors of ``embedding_dimensions`` (the same text
+    always gets the same vector, different texts different ones), after raising the errors
+    of ``embedding_failures`` one per call; ``embed_requests`` records those calls.
     """
 
     name: ClassVar[str] = "fake"
     capabilities = Capabilities(
-        streaming=True, tools=True, structured_output=False, completion=True
+        streaming=True, tools=True, structured_output=False, completion=True, embeddings=True
     )
 
     def __init__(
@@ -142,8 +151,13 @@ class FakeBackend(BaseBackend):
         model: str = "fake-model",
         capabilities: Capabilities | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        embedding_dimensions: int = 8,
+        embedding_failures: Sequence[LLMError] = (),
     ) -> None:
         super().__init__(model)
+        self.embedding_dimensions = embedding_dimensions
+        self._embedding_failures = list(embedding_failures)
+        self.embed_requests: list[EmbeddingRequest] = []
         if replies is None:
             self._script: list[ScriptItem] = []
         elif isinstance(replies, (list, tuple)):
@@ -267,8 +281,38 @@ class FakeBackend(BaseBackend):
     def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         return self.astream(request)
 
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        with self._lock:
+            self.embed_requests.append(request)
+            failure = self._embedding_failures.pop(0) if self._embedding_failures else None
+        if failure is not None:
+            raise failure
+        dimensions = request.dimensions or self.embedding_dimensions
+        return EmbeddingResponse(
+            vectors=[fake_vector(text, dimensions) for text in request.inputs],
+            model=self.model,
+            backend=self.spec,
+            usage=Usage(prompt_tokens=sum(estimate_tokens(t) for t in request.inputs)),
+        )
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        return self.embed(request)
+
     def close(self) -> None:
         self.closed = True
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on ``text`` (SHA-256 based, so stable across runs)."""
+    raw: list[float] = []
+    counter = 0
+    while len(raw) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        raw.extend((b - 127.5) / 127.5 for b in digest)
+        counter += 1
+    values = raw[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 def _echo(request: ChatRequest | CompletionRequest) -> str:

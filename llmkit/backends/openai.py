@@ -52,7 +52,15 @@ from ..errors import (
 )
 from ..streaming import with_request_id
 from ..timeouts import Timeout
-from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+)
+from ._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from ._openai_wire import (
     ChunkDecoder,
     chat_payload,
@@ -88,6 +96,7 @@ def _sdk_params(fn: Callable[..., Any]) -> frozenset[str]:
 
 _CHAT_PARAMS = _sdk_params(openai.resources.chat.Completions.create)
 _COMPLETION_PARAMS = _sdk_params(openai.resources.Completions.create)
+_EMBEDDING_PARAMS = _sdk_params(openai.resources.Embeddings.create)
 
 
 # ---------------------------------------------------------------------------- settings
@@ -276,7 +285,12 @@ class _OpenAIBase(BaseBackend):
     """What the OpenAI and Azure backends share: kwargs, shells and the error mapping."""
 
     capabilities = Capabilities(
-        streaming=True, tools=True, structured_output=True, completion=True, vision=True
+        streaming=True,
+        tools=True,
+        structured_output=True,
+        completion=True,
+        vision=True,
+        embeddings=True,
     )
     _settings: _CommonSettings
 
@@ -318,7 +332,9 @@ class _OpenAIBase(BaseBackend):
 
     # -- request building (pure)
 
-    def _per_call_timeout(self, request: ChatRequest | CompletionRequest) -> httpx.Timeout:
+    def _per_call_timeout(
+        self, request: ChatRequest | CompletionRequest | EmbeddingRequest
+    ) -> httpx.Timeout:
         timeout = request.timeout
         remaining = request.remaining()
         if remaining is not None:
@@ -399,6 +415,25 @@ class _OpenAIBase(BaseBackend):
         if error is not None:
             raise self._map_error(error, model)
         response = parse_completion(data, backend=self.spec)
+        response.request_id = headers.get("x-request-id")
+        return response
+
+    def _embedding_kwargs(self, request: EmbeddingRequest) -> dict[str, Any]:
+        # base64, as the SDK itself asks: a quarter of the JSON, decoded without numpy.
+        kwargs = _split_kwargs(
+            openai_embedding_body(request, request.model or self.model), _EMBEDDING_PARAMS
+        )
+        kwargs["timeout"] = self._per_call_timeout(request)
+        return kwargs
+
+    def _embedding_response(
+        self, content: bytes, request: EmbeddingRequest, model: str, headers: Mapping[str, str]
+    ) -> EmbeddingResponse:
+        data = _decode_json(content, backend=self.spec)
+        error = error_in_payload(data, backend=self.name, model=model)
+        if error is not None:
+            raise self._map_error(error, model)
+        response = parse_openai_embeddings(data, request, backend=self.spec, model=model)
         response.request_id = headers.get("x-request-id")
         return response
 
@@ -516,7 +551,26 @@ class _OpenAIBase(BaseBackend):
             raise self._map_error(exc, kwargs["model"]) from exc
         return self._completion_response(raw.content, kwargs["model"], raw.headers)
 
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """One batch of texts to vectors (``POST /embeddings``), one HTTP attempt."""
+        kwargs = self._embedding_kwargs(request)
+        try:
+            with _http.CallBudget(request.timeout, request.deadline):
+                raw = self.sdk.embeddings.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._embedding_response(raw.content, request, kwargs["model"], raw.headers)
+
     # -- async shells (mirrors of the above; all logic lives in the pure helpers)
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Async :meth:`embed`."""
+        kwargs = self._embedding_kwargs(request)
+        try:
+            raw = await self.async_sdk.embeddings.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._embedding_response(raw.content, request, kwargs["model"], raw.headers)
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """Async :meth:`chat`."""

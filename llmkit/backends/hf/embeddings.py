@@ -266,11 +266,13 @@ class EmbeddingSupport:
         lock = self.__dict__["_embedder_lock"]
         with lock:  # one forward pass at a time: the model is shared
             vectors, tokens = embedder.embed(request.inputs, request.dimensions)
-        return EmbeddingResponse(
+        # model_construct: the floats came from torch; validating each would only cost time.
+        return EmbeddingResponse.model_construct(
             vectors=vectors,
             model=self.model,
             backend=f"hf:{self.model}",
             usage=Usage(prompt_tokens=tokens),
+            request_id=None,
         )
 
     async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:

@@ -52,7 +52,14 @@ from ...errors import (
 )
 from ...streaming import with_request_id
 from ...timeouts import Timeout
-from ...types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ...types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+)
 from ..base import BaseBackend, validate_options
 from .dialect_ollama import OllamaDialect
 from .dialect_openai import OpenAIDialect
@@ -65,6 +72,7 @@ __all__ = ["ReplicaHealth", "RestBackend", "RestSettings"]
 logger = logging.getLogger("llmkit.rest")
 
 DialectName = Literal["openai", "tgi", "ollama"]
+AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
 
 _DIALECTS: dict[str, type[Dialect]] = {
     "openai": OpenAIDialect,
@@ -299,7 +307,7 @@ class RestBackend(BaseBackend):
 
     # ------------------------------------------------------------------ shared, I/O-free
 
-    def _timeout(self, request: ChatRequest | CompletionRequest) -> httpx.Timeout:
+    def _timeout(self, request: AnyRequest) -> httpx.Timeout:
         """This attempt's httpx budgets: the request's phases, capped by its deadline."""
         t = request.timeout
         remaining = request.remaining()
@@ -386,7 +394,7 @@ class RestBackend(BaseBackend):
             err.message = f"{err.message} (replica {replica.display})"
         return err
 
-    def _parse(self, call: WireCall, response: httpx.Response) -> ChatResponse:
+    def _parse(self, call: WireCall, response: httpx.Response) -> Any:
         try:
             data = json.loads(response.content)
         except ValueError:
@@ -428,12 +436,25 @@ class RestBackend(BaseBackend):
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat call (with failover across replicas)."""
-        return self._send(self._dialect.chat(request, stream=False), request)
+        response: ChatResponse = self._send(self._dialect.chat(request, stream=False), request)
+        return response
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         """One raw completion call (``/v1/completions``, TGI ``/generate``, Ollama
         ``/api/generate``)."""
-        return self._send(self._dialect.complete(request, stream=False), request)
+        response: ChatResponse = self._send(self._dialect.complete(request, stream=False), request)
+        return response
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """One batch of texts to vectors: ``/v1/embeddings``, TEI ``/embed`` or Ollama
+        ``/api/embed``, by dialect (with failover across replicas)."""
+        response: EmbeddingResponse = self._send(self._dialect.embed(request), request)
+        return response
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Async :meth:`embed`."""
+        response: EmbeddingResponse = await self._asend(self._dialect.embed(request), request)
+        return response
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """Stream a chat reply; ends with a :class:`~llmkit.types.FinishEvent`."""
@@ -444,7 +465,7 @@ class RestBackend(BaseBackend):
         TGI ``/generate_stream`` or Ollama ``/api/generate`` (NDJSON), by dialect."""
         return self._stream(self._dialect.complete(request, stream=True), request)
 
-    def _send(self, call: WireCall, request: ChatRequest | CompletionRequest) -> ChatResponse:
+    def _send(self, call: WireCall, request: AnyRequest) -> Any:
         client = self._sync_client()
         tried: list[Replica] = []
         while True:
@@ -542,11 +563,17 @@ class RestBackend(BaseBackend):
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """Async :meth:`chat` on an :class:`httpx.AsyncClient` (no thread, no extra loop)."""
-        return await self._asend(self._dialect.chat(request, stream=False), request)
+        response: ChatResponse = await self._asend(
+            self._dialect.chat(request, stream=False), request
+        )
+        return response
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
         """Async :meth:`complete`."""
-        return await self._asend(self._dialect.complete(request, stream=False), request)
+        response: ChatResponse = await self._asend(
+            self._dialect.complete(request, stream=False), request
+        )
+        return response
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Async :meth:`stream`."""
@@ -556,9 +583,7 @@ class RestBackend(BaseBackend):
         """Async :meth:`stream_complete`."""
         return self._astream(self._dialect.complete(request, stream=True), request)
 
-    async def _asend(
-        self, call: WireCall, request: ChatRequest | CompletionRequest
-    ) -> ChatResponse:
+    async def _asend(self, call: WireCall, request: AnyRequest) -> Any:
         client = self._async_client()
         tried: list[Replica] = []
         while True:

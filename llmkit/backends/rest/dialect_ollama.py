@@ -19,6 +19,7 @@ from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
     FinishEvent,
     GenerationParams,
     ImagePart,
@@ -29,8 +30,9 @@ from ...types import (
     UsageEvent,
     new_response_id,
 )
+from .._embeddings_wire import ollama_embed_body, parse_ollama_embed
 from ..base import Capabilities
-from .wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard
+from .wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard, not_streamed
 
 __all__ = ["OllamaDialect", "ollama_payload"]
 
@@ -159,8 +161,22 @@ class OllamaDialect(Dialect):
 
     name = "ollama"
     capabilities = Capabilities(
-        streaming=True, tools=False, structured_output=True, completion=True
+        streaming=True, tools=False, structured_output=True, completion=True, embeddings=True
     )
+
+    def embed(self, request: EmbeddingRequest) -> WireCall:
+        """``/api/embed``: ``{"model", "input": [...]}`` in, ``{"embeddings": [...]}`` out."""
+        model, spec = request.model, self.options.spec
+        return WireCall(
+            on="root",
+            path="/api/embed",
+            payload=ollama_embed_body(request, model),
+            stream=False,
+            parse=lambda data, headers: parse_ollama_embed(
+                data, request, backend=spec, model=model
+            ),
+            new_parser=not_streamed,
+        )
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = {

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ServerError
-from ...types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ...types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest, StreamEvent
+from .._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from .._openai_wire import (
     ChunkDecoder,
     chat_payload,
@@ -22,7 +23,7 @@ from .._openai_wire import (
     parse_completion,
 )
 from ..base import Capabilities
-from .wire import BACKEND, Dialect, SSEParser, WireCall, guard
+from .wire import BACKEND, Dialect, SSEParser, WireCall, guard, not_streamed
 
 __all__ = ["OpenAIDialect", "OpenAIStreamParser"]
 
@@ -55,7 +56,23 @@ class OpenAIDialect(Dialect):
     """``/v1/chat/completions``, ``/v1/completions`` on the replica's API base."""
 
     name = "openai"
-    capabilities = Capabilities(streaming=True, tools=True, structured_output=True, completion=True)
+    capabilities = Capabilities(
+        streaming=True, tools=True, structured_output=True, completion=True, embeddings=True
+    )
+
+    def embed(self, request: EmbeddingRequest) -> WireCall:
+        """``/v1/embeddings`` (vLLM, llama.cpp, Ollama's /v1, TEI's OpenAI route, llmkit serve)."""
+        model, spec = request.model, self.options.spec
+        return WireCall(
+            on="api",
+            path="/embeddings",
+            payload=openai_embedding_body(request, model),
+            stream=False,
+            parse=lambda data, headers: parse_openai_embeddings(
+                data, request, backend=spec, model=model
+            ),
+            new_parser=not_streamed,
+        )
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = chat_payload(request, stream=stream, include_usage=self.options.stream_usage)

@@ -22,6 +22,7 @@ from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
     FinishEvent,
     GenerationParams,
     Message,
@@ -31,6 +32,7 @@ from ...types import (
     UsageEvent,
     new_response_id,
 )
+from .._embeddings_wire import parse_tei_embed, tei_embed_body
 from ..base import Capabilities
 from .dialect_openai import OpenAIDialect
 from .wire import (
@@ -41,6 +43,7 @@ from .wire import (
     WireCall,
     counted_usage,
     guard,
+    not_streamed,
 )
 
 __all__ = ["TEMPLATES", "TGIDialect", "render_template"]
@@ -166,8 +169,20 @@ class TGIDialect(Dialect):
 
     name = "tgi"
     capabilities = Capabilities(
-        streaming=True, tools=False, structured_output=True, completion=True
+        streaming=True, tools=False, structured_output=True, completion=True, embeddings=True
     )
+
+    def embed(self, request: EmbeddingRequest) -> WireCall:
+        """Text Embeddings Inference's native ``/embed`` (a bare list of vectors back)."""
+        model, spec = request.model, self.options.spec
+        return WireCall(
+            on="root",
+            path="/embed",
+            payload=tei_embed_body(request),
+            stream=False,
+            parse=lambda data, headers: parse_tei_embed(data, request, backend=spec, model=model),
+            new_parser=not_streamed,
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
