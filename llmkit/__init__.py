@@ -22,6 +22,9 @@ _LAZY: dict[str, str] = {
     "Client": "client",
     "Hooks": "client",
     "Stream": "client",
+    "Audio": "media",
+    "File": "media",
+    "Image": "media",
     "Example": "prompts",
     "Prompt": "prompts",
     "RateLimit": "ratelimit",
@@ -119,6 +122,7 @@ if TYPE_CHECKING:
     from .errors import (
         TimeoutError as TimeoutError,
     )
+    from .media import Audio, File, Image
     from .prompts import Example, Prompt
     from .ratelimit import RateLimit
     from .registry import available_backends, register_backend
@@ -144,6 +148,7 @@ __all__ = [
     "NOT_GIVEN",
     "AsyncClient",
     "AsyncStream",
+    "Audio",
     "AuthenticationError",
     "BackendUnavailable",
     "BadRequestError",
@@ -154,8 +159,10 @@ __all__ = [
     "ConflictError",
     "ContextLengthError",
     "Example",
+    "File",
     "FinishEvent",
     "Hooks",
+    "Image",
     "InvalidInputError",
     "LLMError",
     "Message",

@@ -30,10 +30,12 @@ from .timeouts import Timeout
 
 __all__ = [
     "NOT_GIVEN",
+    "AudioPart",
     "ChatRequest",
     "ChatResponse",
     "CompletionRequest",
     "ContentPart",
+    "FilePart",
     "FinishEvent",
     "GenerationParams",
     "ImagePart",
@@ -81,7 +83,38 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+class InputAudio(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: str  # base64
+    format: str  # "wav", "mp3", ...
+
+
+class AudioPart(BaseModel):
+    """Audio (base64) in a multi-part user message; OpenAI's ``input_audio`` part."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["input_audio"] = "input_audio"
+    input_audio: InputAudio
+
+
+class FileData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file_data: str | None = None  # a data: URL
+    file_id: str | None = None  # a file uploaded to the provider
+    filename: str | None = None
+
+
+class FilePart(BaseModel):
+    """A document (e.g. a PDF) in a multi-part user message; OpenAI's ``file`` part."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["file"] = "file"
+    file: FileData
+
+
+ContentPart = Annotated[
+    Union[TextPart, ImagePart, AudioPart, FilePart], Field(discriminator="type")
+]
 
 
 class ToolCall(BaseModel):
@@ -143,6 +176,14 @@ class Message(BaseModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_items_as_parts(cls, value: Any) -> Any:
+        # ["What is this?", Image("cat.png")]: a bare string in a part list is a text part.
+        if isinstance(value, (list, tuple)):
+            return [{"type": "text", "text": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @model_validator(mode="after")
     def _check_role_fields(self) -> Message:

@@ -57,7 +57,9 @@ class Capabilities:
     tools: bool = False
     structured_output: bool = False  # honours a JSON-schema response_format natively
     completion: bool = False  # raw prompt -> continuation (complete())
-    vision: bool = False
+    vision: bool = False  # image parts in messages
+    audio: bool = False  # audio parts (input_audio) in messages
+    files: bool = False  # file parts (PDF) in messages
     embeddings: bool = False  # embed(): texts -> vectors
 
 

@@ -290,6 +290,8 @@ class _OpenAIBase(BaseBackend):
         structured_output=True,
         completion=True,
         vision=True,
+        audio=True,
+        files=True,
         embeddings=True,
     )
     _settings: _CommonSettings

@@ -166,7 +166,10 @@ def _check_text_only(messages: Sequence[Message]) -> None:
         if isinstance(message.content, list) and any(
             not isinstance(p, TextPart) for p in message.content
         ):
-            raise UnsupportedFeatureError("backend 'hf' does not support images in messages")
+            raise UnsupportedFeatureError(
+                "backend 'hf' takes text only: images, audio and files in messages are not "
+                "supported for local models yet"
+            )
 
 
 def _with_system(messages: list[Message], text: str) -> list[Message]:

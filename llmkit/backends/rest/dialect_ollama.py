@@ -26,6 +26,7 @@ from ...types import (
     Message,
     StreamEvent,
     TextDelta,
+    TextPart,
     Usage,
     UsageEvent,
     new_response_id,
@@ -59,6 +60,11 @@ def _message(message: Message) -> dict[str, Any]:
                         "Ollama does not fetch URLs"
                     )
                 images.append(url.split(",", 1)[1])
+            elif not isinstance(part, TextPart):
+                raise UnsupportedFeatureError(
+                    f"rest (ollama dialect): {part.type} parts are not supported; Ollama's "
+                    "native API takes text and images"
+                )
     if images:
         out["images"] = images
     return out
@@ -161,7 +167,12 @@ class OllamaDialect(Dialect):
 
     name = "ollama"
     capabilities = Capabilities(
-        streaming=True, tools=False, structured_output=True, completion=True, embeddings=True
+        streaming=True,
+        tools=False,
+        structured_output=True,
+        completion=True,
+        vision=True,
+        embeddings=True,
     )
 
     def embed(self, request: EmbeddingRequest) -> WireCall:

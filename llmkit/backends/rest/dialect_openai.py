@@ -56,8 +56,17 @@ class OpenAIDialect(Dialect):
     """``/v1/chat/completions``, ``/v1/completions`` on the replica's API base."""
 
     name = "openai"
+    # Content parts travel as OpenAI parts; whether the served model reads them is the
+    # server's to say (a 400 comes back as BadRequestError).
     capabilities = Capabilities(
-        streaming=True, tools=True, structured_output=True, completion=True, embeddings=True
+        streaming=True,
+        tools=True,
+        structured_output=True,
+        completion=True,
+        vision=True,
+        audio=True,
+        files=True,
+        embeddings=True,
     )
 
     def embed(self, request: EmbeddingRequest) -> WireCall:

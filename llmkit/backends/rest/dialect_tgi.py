@@ -66,6 +66,12 @@ def render_template(template: str | TemplateFn, messages: list[Message]) -> str:
     ``{role}`` and ``{content}``, or a callable taking OpenAI-shaped message dicts."""
     if callable(template):
         return template([m.to_openai() for m in messages])
+    for m in messages:
+        if isinstance(m.content, list) and any(p.type != "text" for p in m.content):
+            raise UnsupportedFeatureError(
+                "rest (tgi dialect): a text template cannot carry images, audio or files; "
+                "drop template= to use TGI's OpenAI-compatible chat API"
+            )
     fmt = TEMPLATES.get(template, template)
     rendered = "".join(fmt.format(role=m.role, content=m.text) for m in messages)
     return rendered + fmt.split("{content}", 1)[0].format(role="assistant")
@@ -169,7 +175,12 @@ class TGIDialect(Dialect):
 
     name = "tgi"
     capabilities = Capabilities(
-        streaming=True, tools=False, structured_output=True, completion=True, embeddings=True
+        streaming=True,
+        tools=False,
+        structured_output=True,
+        completion=True,
+        vision=True,  # through TGI's OpenAI-compatible chat API (not a text template)
+        embeddings=True,
     )
 
     def embed(self, request: EmbeddingRequest) -> WireCall:
