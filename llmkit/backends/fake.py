@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
-from ..errors import ConfigError, LLMError, TimeoutError
+from ..errors import ConfigError, LLMError, TimeoutError, UnsupportedFeatureError
 from ..types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
     FinishEvent,
     Message,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -47,6 +48,7 @@ class Reply:
         chunk_delay: seconds to wait between stream events (to simulate a stalled stream).
         fail_after: for streams, raise this error after that many events.
         error: the error raised by ``fail_after``.
+        reasoning: the model's reasoning, streamed before the text (word by word).
     """
 
     text: str = ""
@@ -58,6 +60,7 @@ class Reply:
     chunk_delay: float = 0.0
     fail_after: int | None = None
     error: LLMError | None = None
+    reasoning: str | None = None
     _calls: list[ToolCall] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,7 @@ class Reply:
                 role="assistant",
                 content=self.text if (self.text or not self._calls) else None,
                 tool_calls=self._calls or None,
+                reasoning=self.reasoning or None,
             ),
             finish_reason=self.finish_reason or ("tool_calls" if self._calls else "stop"),
             usage=self.usage or Usage(estimated=True),
@@ -81,7 +85,10 @@ class Reply:
 
     def events(self, model: str) -> list[StreamEvent]:
         pieces = list(self.chunks) if self.chunks is not None else _words(self.text)
-        events: list[StreamEvent] = [TextDelta(delta=p) for p in pieces if p]
+        events: list[StreamEvent] = [
+            ReasoningDelta(reasoning=p) for p in _words(self.reasoning or "")
+        ]
+        events += [TextDelta(delta=p) for p in pieces if p]
         for index, call in enumerate(self._calls):
             # Arguments arrive in fragments, as real providers send them.
             args = call.arguments
@@ -128,6 +135,10 @@ class FakeBackend(BaseBackend):
     :class:`~llmkit.errors.LLMError` instance (raised), or a callable ``request -> item``.
     When the script runs out the last item repeats; with no script the backend echoes the
     last user message. ``requests`` holds every request received, in order.
+
+    ``reasoning_efforts`` limits the ``reasoning_effort`` values it accepts (default: all),
+    so an application's handling of :class:`~llmkit.errors.UnsupportedFeatureError` can be
+    tested; a refused request is not recorded and takes no script item.
     """
 
     name: ClassVar[str] = "fake"
@@ -142,8 +153,10 @@ class FakeBackend(BaseBackend):
         model: str = "fake-model",
         capabilities: Capabilities | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        reasoning_efforts: Sequence[str] | None = None,
     ) -> None:
         super().__init__(model)
+        self._efforts = None if reasoning_efforts is None else frozenset(reasoning_efforts)
         if replies is None:
             self._script: list[ScriptItem] = []
         elif isinstance(replies, (list, tuple)):
@@ -160,6 +173,12 @@ class FakeBackend(BaseBackend):
         self.closed = False
 
     def _next(self, request: ChatRequest | CompletionRequest) -> Reply | ChatResponse:
+        effort = request.params.effort
+        if effort is not None and self._efforts is not None and effort not in self._efforts:
+            raise UnsupportedFeatureError(
+                f"{self.spec}: reasoning_effort={effort!r} is not supported "
+                f"(accepted: {', '.join(sorted(self._efforts)) or 'none'})"
+            )
         with self._lock:
             self.requests.append(request)
             if not self._script:
@@ -212,6 +231,7 @@ class FakeBackend(BaseBackend):
                 tool_calls=item.tool_calls,
                 finish_reason=item.finish_reason,
                 usage=None if item.usage.estimated else item.usage,
+                reasoning=item.reasoning,
             )
             return reply, reply.events(item.model or self.model)
         return item, item.events(self.model)
