@@ -35,6 +35,7 @@ EXPECTED = [
     "ProviderError",
     "RateLimit",
     "RateLimitError",
+    "ReasoningDelta",
     "RetryPolicy",
     "ServerError",
     "Stream",
