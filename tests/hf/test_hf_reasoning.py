@@ -149,11 +149,13 @@ async def test_async_and_through_the_client(thinking: HuggingFaceBackend) -> Non
     assert "".join(e.reasoning for e in events if isinstance(e, ReasoningDelta)) == "Two and two."
     assert "".join(e.text for e in events) == "Four."
 
-    async with AsyncClient(backend=thinking) as aclient:
-        async with aclient.stream(
+    async with (
+        AsyncClient(backend=thinking) as aclient,
+        aclient.stream(
             "2+2?", reasoning_effort="high", logits_processor=[Script(thinking, SCRIPT)]
-        ) as stream:
-            assert "".join([e.text async for e in stream]) == "Four."
+        ) as stream,
+    ):
+        assert "".join([e.text async for e in stream]) == "Four."
     assert stream.response.reasoning == "Two and two."
     with Client(backend=thinking) as client:
         again = client.chat("2+2?", logits_processor=[Script(thinking, SCRIPT)])
@@ -200,9 +202,8 @@ def test_unsupported_effort_raises_before_generating(llama: HuggingFaceBackend) 
         llama.chat(request)
     with pytest.raises(UnsupportedFeatureError, match="no thinking switch"):
         llama.stream(request)
-    with Client(backend=llama) as client:
-        with pytest.raises(UnsupportedFeatureError):
-            client.complete("Once", reasoning_effort="high")
+    with Client(backend=llama) as client, pytest.raises(UnsupportedFeatureError):
+        client.complete("Once", reasoning_effort="high")
     assert script.calls == 0
 
 
