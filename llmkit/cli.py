@@ -31,7 +31,7 @@ from .client import AsyncClient, Client
 from .config import ENV_CONFIG, LOCAL_CONFIG
 from .errors import BackendUnavailable, ConfigError, LLMError
 from .registry import available_backends, is_installed
-from .types import ChatResponse, Message
+from .types import ChatResponse, Message, ReasoningDelta
 
 __all__ = ["build_parser", "main"]
 
@@ -155,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the whole response as JSON (OpenAI chat.completion plus 'backend')",
     )
     chat.add_argument("--no-stream", action="store_true", help="print the answer when complete")
+    chat.add_argument(
+        "-r",
+        "--reasoning-effort",
+        choices=("none", "minimal", "low", "medium", "high"),
+        help="how much a reasoning model thinks before answering",
+    )
+    chat.add_argument(
+        "--hide-reasoning",
+        action="store_true",
+        help="do not print the model's reasoning (shown dim before the answer by default)",
+    )
     chat.add_argument(
         "-i",
         "--interactive",
@@ -307,7 +318,43 @@ def _chat_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["max_tokens"] = args.max_tokens
     if args.timeout is not None:
         kwargs["timeout"] = args.timeout
+    if args.reasoning_effort is not None:
+        kwargs["reasoning_effort"] = args.reasoning_effort
     return kwargs
+
+
+def _dim() -> tuple[str, str]:
+    """The escape codes that set reasoning apart: dim on a terminal (unless ``NO_COLOR``);
+    elsewhere none, and a blank line alone separates it from the answer."""
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        return "\x1b[2m", "\x1b[0m"
+    return "", ""
+
+
+class _ReasoningPrinter:
+    """Prints stream events: reasoning dim (unless hidden), then the answer."""
+
+    def __init__(self, hide: bool) -> None:
+        self._hide = hide
+        self._on, self._off = _dim()
+        self._open = False
+
+    def event(self, event: Any) -> None:
+        reasoning = getattr(event, "reasoning", None) if event.type == "reasoning" else None
+        if reasoning:
+            if not self._hide:
+                if not self._open:
+                    _write(self._on)
+                    self._open = True
+                _write(reasoning)
+        elif event.text:
+            self.close()
+            _write(event.text)
+
+    def close(self) -> None:
+        if self._open:
+            _write(self._off + "\n\n")
+            self._open = False
 
 
 def _answer(
@@ -318,14 +365,18 @@ def _answer(
         response = client.chat(messages, **kwargs)
         _write(json.dumps({**response.to_openai(), "backend": response.backend}, indent=2) + "\n")
         return response
+    printer = _ReasoningPrinter(args.hide_reasoning)
     if args.no_stream:
         response = client.chat(messages, **kwargs)
+        if response.reasoning:
+            printer.event(ReasoningDelta(reasoning=response.reasoning))
+        printer.close()
         _write(response.text + "\n")
         return response
     with client.stream(messages, **kwargs) as stream:
         for event in stream:
-            if event.text:
-                _write(event.text)
+            printer.event(event)
+    printer.close()
     _write("\n")
     return stream.response
 

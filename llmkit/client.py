@@ -507,6 +507,9 @@ class _ClientCore:
         self, given: Mapping[str, Any], extra: Mapping[str, Any]
     ) -> tuple[GenerationParams, dict[str, Any]]:
         own = {k: v for k, v in given.items() if not isinstance(v, NotGiven)}
+        if not _PARAM_NAMES.isdisjoint(extra):  # e.g. reasoning_effort=: a params field
+            extra = dict(extra)
+            own.update({k: extra.pop(k) for k in _PARAM_NAMES.intersection(extra)})
         params = self._check_params({**self._defaults, **own}) if own else self._default_params
         # A method's **extra is already a fresh dict: no copy held per queued call.
         return params, extra if type(extra) is dict else dict(extra)

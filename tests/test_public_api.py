@@ -39,6 +39,7 @@ EXPECTED = [
     "ProviderError",
     "RateLimit",
     "RateLimitError",
+    "ReasoningDelta",
     "RetryPolicy",
     "ServerError",
     "Stream",

@@ -12,15 +12,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
-from ..errors import ProtocolError, ProviderError, ServerError, error_from_status, redact
+from .._thinking import ThinkTagDecoder, split_think
+from ..errors import (
+    ProtocolError,
+    ProviderError,
+    ServerError,
+    UnsupportedFeatureError,
+    error_from_status,
+    redact,
+)
 from ..types import (
+    REASONING_FIELDS,
     ChatRequest,
     ChatResponse,
     CompletionRequest,
     FinishEvent,
     Message,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -31,13 +41,49 @@ from ..types import (
 
 __all__ = [
     "ChunkDecoder",
+    "ThinkTags",
     "chat_payload",
     "completion_payload",
     "error_in_payload",
     "parse_chat_completion",
     "parse_completion",
     "parse_usage",
+    "wire_messages",
 ]
+
+ThinkTags = Literal["auto", "open", "off"]
+"""How ``<think>`` tags in the content are read: ``"auto"`` takes a reply that starts with
+``<think>`` as reasoning up to ``</think>``; ``"open"`` starts inside the reasoning (the
+server's chat template opened the tag, so the reply only has ``</think>``); ``"off"`` leaves
+the content alone."""
+
+
+def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """The messages as OpenAI message dicts, with reasoning sent back only where providers
+    need it.
+
+    An assistant message's reasoning goes back when the message called tools in the current
+    turn (after the last user message): DeepSeek's thinking mode requires it there for the
+    tool-call exchange to continue, and rejects it (400) on earlier turns; OpenAI itself
+    never returns reasoning text, and other compatible servers ignore the field. It travels
+    in the field the server sent it in (``reasoning_content`` by default), with OpenRouter's
+    ``reasoning_details`` when the reply had them.
+    """
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    out = []
+    for index, message in enumerate(messages):
+        if message.role == "assistant" and message.tool_calls and index > last_user:
+            state = (message.provider_data or {}).get("openai") or {}
+            field = state.get("reasoning_field")
+            item = message.to_openai(
+                reasoning_field=field if field in REASONING_FIELDS else "reasoning_content"
+            )
+            if state.get("reasoning_details"):
+                item["reasoning_details"] = state["reasoning_details"]
+            out.append(item)
+        else:
+            out.append(message.to_openai())
+    return out
 
 
 def chat_payload(
@@ -46,7 +92,7 @@ def chat_payload(
     """The JSON body of ``POST /v1/chat/completions`` for ``request``."""
     payload: dict[str, Any] = {
         "model": request.model,
-        "messages": [m.to_openai() for m in request.messages],
+        "messages": wire_messages(request.messages),
     }
     payload.update(request.params.given())
     if stream:
@@ -64,6 +110,10 @@ def completion_payload(
     """The JSON body of ``POST /v1/completions`` for ``request``."""
     payload: dict[str, Any] = {"model": request.model, "prompt": request.prompt}
     given = request.params.given()
+    if given.pop("reasoning_effort", None) is not None:
+        raise UnsupportedFeatureError(
+            "reasoning_effort applies to chat; /v1/completions takes no reasoning setting"
+        )
     for unsupported in ("tools", "tool_choice", "response_format"):
         given.pop(unsupported, None)
     payload.update(given)
@@ -76,13 +126,8 @@ def completion_payload(
 
 
 def parse_usage(data: Any) -> Usage | None:
-    if not isinstance(data, Mapping):
-        return None
-    return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-        total_tokens=int(data.get("total_tokens") or 0),
-    )
+    """An OpenAI ``usage`` object, reasoning tokens included (``None`` if not one)."""
+    return Usage.from_openai(data)
 
 
 def error_in_payload(
@@ -125,11 +170,23 @@ def _message(error: Any) -> str:
     return str(error)
 
 
-def parse_chat_completion(data: Any, *, backend: str) -> ChatResponse:
-    """A ``chat.completion`` dict as a :class:`ChatResponse` (``ProtocolError`` if malformed)."""
+def parse_chat_completion(
+    data: Any, *, backend: str, think_tags: ThinkTags = "auto"
+) -> ChatResponse:
+    """A ``chat.completion`` dict as a :class:`ChatResponse` (``ProtocolError`` if malformed).
+
+    Reasoning comes from ``reasoning_content`` or ``reasoning``; without either, from
+    ``<think>`` tags in the content (per ``think_tags``)."""
     if not isinstance(data, Mapping):
         raise ProtocolError(f"expected a JSON object, got {type(data).__name__}", backend=backend)
-    return ChatResponse.from_openai(data, backend=backend)
+    response = ChatResponse.from_openai(data, backend=backend)
+    message = response.message
+    if message.reasoning is None and think_tags != "off" and isinstance(message.content, str):
+        reasoning, text = split_think(message.content, inside=think_tags == "open")
+        if reasoning is not None or text != message.content:
+            message.reasoning = reasoning
+            message.content = text if (text or not message.tool_calls) else None
+    return response
 
 
 def parse_completion(data: Any, *, backend: str) -> ChatResponse:
@@ -155,15 +212,22 @@ class ChunkDecoder:
 
     The finish reason is held back and emitted as the final :class:`FinishEvent` by
     :meth:`finish`, after any usage, so every stream ends the same way whatever order the
-    server sent them in.
+    server sent them in. Reasoning arrives as ``reasoning_content`` or ``reasoning`` deltas,
+    or inline as ``<think>`` tags in the content (read per ``think_tags`` until the server
+    sends a reasoning field or the content turns out to be plain text).
     """
 
-    def __init__(self, *, backend: str, model: str | None = None) -> None:
+    def __init__(
+        self, *, backend: str, model: str | None = None, think_tags: ThinkTags = "auto"
+    ) -> None:
         self.backend = backend
         self.model = model
         self.id: str | None = None
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self._tags: ThinkTagDecoder | None = (
+            None if think_tags == "off" else ThinkTagDecoder(inside=think_tags == "open")
+        )
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         # type() checks first: this runs once per token, and ABC isinstance checks are slow.
@@ -188,9 +252,23 @@ class ChunkDecoder:
                 if choice["text"]:
                     events.append(TextDelta(delta=choice["text"]))
             elif delta:
+                for name in REASONING_FIELDS:
+                    reasoning = delta.get(name)
+                    if reasoning:
+                        if self._tags is not None:  # the server parses reasoning itself
+                            events.extend(self._tags.flush())
+                            self._tags = None
+                        events.append(ReasoningDelta(reasoning=reasoning))
+                        break
                 content = delta.get("content")
                 if content:
-                    events.append(TextDelta(delta=content))
+                    tags = self._tags
+                    if tags is None:
+                        events.append(TextDelta(delta=content))
+                    else:
+                        events.extend(tags.feed(content))
+                        if tags.passthrough:
+                            self._tags = None
                 for call in delta.get("tool_calls") or ():
                     fn = call.get("function") or {}
                     events.append(
@@ -213,6 +291,9 @@ class ChunkDecoder:
     def finish(self) -> list[StreamEvent]:
         """The closing events: usage (when the server sent any) then the finish event."""
         events: list[StreamEvent] = []
+        if self._tags is not None:
+            events.extend(self._tags.flush())
+            self._tags = None
         if self.usage is not None:
             events.append(UsageEvent(usage=self.usage))
         events.append(

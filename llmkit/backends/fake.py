@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
-from ..errors import ConfigError, LLMError, TimeoutError
+from ..errors import ConfigError, LLMError, TimeoutError, UnsupportedFeatureError
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -25,6 +25,7 @@ from ..types import (
     EmbeddingResponse,
     FinishEvent,
     Message,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -52,6 +53,7 @@ class Reply:
         chunk_delay: seconds to wait between stream events (to simulate a stalled stream).
         fail_after: for streams, raise this error after that many events.
         error: the error raised by ``fail_after``.
+        reasoning: the model's reasoning, streamed before the text (word by word).
     """
 
     text: str = ""
@@ -63,6 +65,7 @@ class Reply:
     chunk_delay: float = 0.0
     fail_after: int | None = None
     error: LLMError | None = None
+    reasoning: str | None = None
     _calls: list[ToolCall] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +80,7 @@ class Reply:
                 role="assistant",
                 content=self.text if (self.text or not self._calls) else None,
                 tool_calls=self._calls or None,
+                reasoning=self.reasoning or None,
             ),
             finish_reason=self.finish_reason or ("tool_calls" if self._calls else "stop"),
             usage=self.usage or Usage(estimated=True),
@@ -86,7 +90,10 @@ class Reply:
 
     def events(self, model: str) -> list[StreamEvent]:
         pieces = list(self.chunks) if self.chunks is not None else _words(self.text)
-        events: list[StreamEvent] = [TextDelta(delta=p) for p in pieces if p]
+        events: list[StreamEvent] = [
+            ReasoningDelta(reasoning=p) for p in _words(self.reasoning or "")
+        ]
+        events += [TextDelta(delta=p) for p in pieces if p]
         for index, call in enumerate(self._calls):
             # Arguments arrive in fragments, as real providers send them.
             args = call.arguments
@@ -137,6 +144,10 @@ class FakeBackend(BaseBackend):
     ``embed()`` answers deterministic unit vectors of ``embedding_dimensions`` (the same text
     always gets the same vector, different texts different ones), after raising the errors
     of ``embedding_failures`` one per call; ``embed_requests`` records those calls.
+
+    ``reasoning_efforts`` limits the ``reasoning_effort`` values it accepts (default: all),
+    so an application's handling of :class:`~llmkit.errors.UnsupportedFeatureError` can be
+    tested; a refused request is not recorded and takes no script item.
     """
 
     name: ClassVar[str] = "fake"
@@ -153,11 +164,13 @@ class FakeBackend(BaseBackend):
         sleep: Callable[[float], None] = time.sleep,
         embedding_dimensions: int = 8,
         embedding_failures: Sequence[LLMError] = (),
+        reasoning_efforts: Sequence[str] | None = None,
     ) -> None:
         super().__init__(model)
         self.embedding_dimensions = embedding_dimensions
         self._embedding_failures = list(embedding_failures)
         self.embed_requests: list[EmbeddingRequest] = []
+        self._efforts = None if reasoning_efforts is None else frozenset(reasoning_efforts)
         if replies is None:
             self._script: list[ScriptItem] = []
         elif isinstance(replies, (list, tuple)):
@@ -174,6 +187,12 @@ class FakeBackend(BaseBackend):
         self.closed = False
 
     def _next(self, request: ChatRequest | CompletionRequest) -> Reply | ChatResponse:
+        effort = request.params.effort
+        if effort is not None and self._efforts is not None and effort not in self._efforts:
+            raise UnsupportedFeatureError(
+                f"{self.spec}: reasoning_effort={effort!r} is not supported "
+                f"(accepted: {', '.join(sorted(self._efforts)) or 'none'})"
+            )
         with self._lock:
             self.requests.append(request)
             if not self._script:
@@ -226,6 +245,7 @@ class FakeBackend(BaseBackend):
                 tool_calls=item.tool_calls,
                 finish_reason=item.finish_reason,
                 usage=None if item.usage.estimated else item.usage,
+                reasoning=item.reasoning,
             )
             return reply, reply.events(item.model or self.model)
         return item, item.events(self.model)

@@ -14,7 +14,7 @@ from typing import Any, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidInputError
-from ..types import Message
+from ..types import Message, ReasoningEffort
 
 __all__ = [
     "ChatCompletionRequest",
@@ -26,7 +26,16 @@ __all__ = [
 
 # Keys of an OpenAI message that llmkit models; others (refusal, audio, annotations,
 # function_call: what the SDK echoes back when a reply is re-sent as history) are dropped.
-_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+# reasoning_content / reasoning: an assistant message passed back with its reasoning.
+_MESSAGE_KEYS = (
+    "role",
+    "content",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "reasoning_content",
+    "reasoning",
+)
 
 
 class RequestError(Exception):
@@ -95,6 +104,7 @@ class ChatCompletionRequest(_Common):
     tool_choice: Union[str, dict[str, Any], None] = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
     def _max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -122,7 +132,7 @@ class ChatCompletionRequest(_Common):
         if self.logprobs:
             raise RequestError("logprobs are not supported by this server", param="logprobs")
         kwargs = super().generation_kwargs(max_tokens_cap)
-        for name in ("tools", "tool_choice", "response_format"):
+        for name in ("tools", "tool_choice", "response_format", "reasoning_effort"):
             value = getattr(self, name)
             if value is not None:
                 kwargs[name] = value

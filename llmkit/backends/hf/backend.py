@@ -49,6 +49,7 @@ from typing import Any, ClassVar, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from ... import errors, structured
+from ..._thinking import opens_thinking
 from ...errors import (
     BackendUnavailable,
     BadRequestError,
@@ -75,6 +76,7 @@ from ...types import (
     new_response_id,
 )
 from ..base import BaseBackend, Capabilities, validate_options
+from . import reasoning as hf_reasoning
 from . import structured as hf_structured
 from . import tools as hf_tools
 from .batching import BatchScheduler, Job
@@ -143,6 +145,9 @@ class _Prepared:
     deadline: float | None
     # Per-row constrained decoding state (structured output, forced tool calls), or None.
     constraint: Any = None
+    # Chat only: whether the reply starts inside a <think> block the template opened
+    # (None for raw completions, whose text is not read for reasoning).
+    think_inside: bool | None = None
 
     def limit(self, budget: float, start: float) -> float | None:
         """The monotonic time by which the answer must be complete."""
@@ -329,8 +334,13 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
             return list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def _chat_ids(
-        self, loaded: LoadedModel, messages: list[Message], tools: Sequence[Tool] = ()
-    ) -> list[int]:
+        self,
+        loaded: LoadedModel,
+        messages: list[Message],
+        tools: Sequence[Tool] = (),
+        effort: str | None = None,
+    ) -> tuple[list[int], bool]:
+        """The prompt's token ids, and whether it ends inside an open ``<think>``."""
         tok = loaded.tokenizer
         if not getattr(tok, "chat_template", None):
             raise UnsupportedFeatureError(
@@ -339,23 +349,33 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                 "tokenizer that has a chat template"
             )
         _check_text_only(messages)
-        native = hf_tools.native_tools(tok.chat_template)
-        rendered = hf_tools.render_messages(messages, tools, native=native)
+        template = tok.chat_template
+        switch = hf_reasoning.template_switch(template, effort, self.model)
+        native = hf_tools.native_tools(template)
+        rendered = hf_tools.render_messages(
+            messages, tools, native=native, reasoning_key=hf_reasoning.reasoning_key(template)
+        )
         specs = hf_tools.tool_specs(tools) if native and tools else None
         try:
             with self._tokenizer_lock:
                 text = tok.apply_chat_template(
-                    rendered, tools=specs, tokenize=False, add_generation_prompt=True
+                    rendered, tools=specs, tokenize=False, add_generation_prompt=True, **switch
                 )
         except Exception as exc:  # jinja2 errors: roles out of order, unsupported role, ...
             raise InvalidInputError(
                 f"hf:{self.model}: the model's chat template rejected the messages: {exc}"
             ) from None
         # The template already holds BOS and the role markers.
-        return self._encode(loaded, str(text), special=False)
+        return self._encode(loaded, str(text), special=False), opens_thinking(str(text))
 
     def _prepare(self, loaded: LoadedModel, request: AnyRequest) -> _Prepared:
+        inside: bool | None = None
         if isinstance(request, CompletionRequest):
+            if request.params.effort is not None:
+                raise UnsupportedFeatureError(
+                    f"hf:{self.model}: reasoning_effort needs chat (a chat template's "
+                    "thinking switch); a raw completion has none"
+                )
             ids = self._encode(loaded, request.prompt, special=True)
             if not ids:
                 bos = loaded.tokenizer.bos_token_id
@@ -375,7 +395,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                 # model what to put in it.
                 instruction = structured.schema_instruction_message(schema).text
                 messages = _with_system(messages, instruction)
-            ids = self._chat_ids(loaded, messages, tools)
+            ids, inside = self._chat_ids(loaded, messages, tools, params.effort)
         wanted = params.max_tokens if "max_tokens" in params.model_fields_set else None
         max_new = wanted or self.settings.max_new_tokens
         context = getattr(loaded.model.config, "max_position_embeddings", None)
@@ -409,6 +429,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
             timeout=request.timeout,
             deadline=request.deadline,
             constraint=constraint,
+            think_inside=inside,
         )
 
     @staticmethod
@@ -766,11 +787,29 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                 await asyncio.wait_for(done, wait)
             except asyncio.TimeoutError:
                 raise self._timeout(what, wait) from None
-            return self._response(self._outcome(job, what))
+            return self._with_reasoning(loaded, prepared, self._response(self._outcome(job, what)))
         finally:
             await self._arelease(job)
 
     # ------------------------------------------------------------------ public API
+
+    def _counter(self, loaded: LoadedModel) -> Callable[[str], int]:
+        return lambda text: len(self._encode(loaded, text, special=False))
+
+    def _with_reasoning(
+        self, loaded: LoadedModel, prepared: _Prepared, response: ChatResponse
+    ) -> ChatResponse:
+        """Move ``<think>`` reasoning out of a chat reply's text (see ``hf.reasoning``)."""
+        if prepared.think_inside is None:
+            return response
+        return hf_reasoning.with_reasoning(response, prepared.think_inside, self._counter(loaded))
+
+    def _reasoning_filter(
+        self, loaded: LoadedModel, prepared: _Prepared
+    ) -> hf_reasoning.ReasoningFilter | None:
+        if prepared.think_inside is None:
+            return None
+        return hf_reasoning.ReasoningFilter(prepared.think_inside, self._counter(loaded))
 
     @staticmethod
     def _with_tool_calls(request: AnyRequest, response: ChatResponse) -> ChatResponse:
@@ -811,8 +850,9 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         ``tool_choice``) the reply is constrained to the schema while it is generated.
         """
         loaded = self._ensure_loaded()
-        response = self._response(self._run_whole(loaded, [self._prepare(loaded, request)])[0])
-        return self._with_tool_calls(request, response)
+        prepared = self._prepare(loaded, request)
+        response = self._response(self._run_whole(loaded, [prepared])[0])
+        return self._with_tool_calls(request, self._with_reasoning(loaded, prepared, response))
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         """Continue a raw prompt (no chat template): for base models such as a trained GPT-2."""
@@ -826,7 +866,11 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         generator stops the generation within one decoding step.
         """
         loaded = self._ensure_loaded()
-        events = self._stream_prepared(loaded, self._prepare(loaded, request))
+        prepared = self._prepare(loaded, request)
+        events = self._stream_prepared(loaded, prepared)
+        thinking = self._reasoning_filter(loaded, prepared)
+        if thinking is not None:
+            events = thinking.run(events)
         return self._filtered(events, self._tool_filter(request))
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
@@ -850,15 +894,17 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         """:meth:`stream` for asyncio: the worker thread feeds the loop, which never blocks."""
         loaded, prepared = await self._aprepare(request)
         tool_filter = self._tool_filter(request)
+        thinking = self._reasoning_filter(loaded, prepared)
         # Close the inner generator explicitly: leaving it to the garbage collector would
         # let the generation run on after the caller's aclose().
         async with contextlib.aclosing(self._astream_prepared(loaded, prepared)) as events:
             async for event in events:
-                if tool_filter is None:
-                    yield event
-                else:
-                    for item in tool_filter.push(event):
-                        yield item
+                for step in [event] if thinking is None else thinking.push(event):
+                    if tool_filter is None:
+                        yield step
+                    else:
+                        for item in tool_filter.push(step):
+                            yield item
 
     async def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """:meth:`stream_complete` for asyncio (the event loop never blocks)."""
@@ -894,7 +940,8 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         rows = self._run_whole(loaded, [prepared[i] for i in order], budget_per_batch=True)
         results: list[ChatResponse | None] = [None] * len(prepared)
         for i, row in zip(order, rows, strict=True):
-            results[i] = self._with_tool_calls(requests[i], self._response(row))
+            response = self._with_reasoning(loaded, prepared[i], self._response(row))
+            results[i] = self._with_tool_calls(requests[i], response)
         return [r for r in results if r is not None]
 
     async def abatch(self, requests: Sequence[AnyRequest]) -> list[ChatResponse]:

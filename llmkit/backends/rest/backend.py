@@ -60,6 +60,7 @@ from ...types import (
     EmbeddingResponse,
     StreamEvent,
 )
+from .._openai_wire import ThinkTags
 from ..base import BaseBackend, validate_options
 from .dialect_ollama import OllamaDialect
 from .dialect_openai import OpenAIDialect
@@ -139,6 +140,17 @@ class RestSettings(BaseModel):
     keep_alive: str | float | None = Field(
         default=None, description="ollama only: how long the server keeps the model loaded"
     )
+    think_tags: ThinkTags = Field(
+        default="auto",
+        description="openai and tgi: how <think> tags in the reply text are read -- 'auto' "
+        "(a reply starting with <think> holds reasoning up to </think>), 'open' (the server's "
+        "chat template opened the tag: the reply starts inside the reasoning), 'off'",
+    )
+    think_levels: bool = Field(
+        default=False,
+        description="ollama only: the model takes named thinking levels (gpt-oss): "
+        "reasoning_effort low/medium/high is sent as think='low'/... instead of think=true",
+    )
 
     @field_validator("base_url", mode="before")
     @classmethod
@@ -185,6 +197,8 @@ class RestSettings(BaseModel):
                 )
         if self.keep_alive is not None and self.dialect != "ollama":
             raise ValueError("'keep_alive' applies to the ollama dialect only")
+        if self.think_levels and self.dialect != "ollama":
+            raise ValueError("'think_levels' applies to the ollama dialect only")
         if self.base_url is None and self.dialect not in _DEFAULT_URLS:
             raise ValueError(
                 f"the {self.dialect} dialect needs base_url, e.g. base_url='http://127.0.0.1:8000/v1'"
@@ -219,6 +233,8 @@ class RestBackend(BaseBackend):
                 stream_usage=s.stream_usage,
                 template=s.template,
                 keep_alive=s.keep_alive,
+                think_tags=s.think_tags,
+                think_levels=s.think_levels,
             )
         )
         self.capabilities = self._dialect.capabilities

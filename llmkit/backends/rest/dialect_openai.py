@@ -16,6 +16,7 @@ from ...types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequ
 from .._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from .._openai_wire import (
     ChunkDecoder,
+    ThinkTags,
     chat_payload,
     completion_payload,
     error_in_payload,
@@ -31,9 +32,9 @@ __all__ = ["OpenAIDialect", "OpenAIStreamParser"]
 class OpenAIStreamParser(SSEParser):
     """``chat.completion.chunk`` (or streamed ``text_completion``) events → llmkit events."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, think_tags: ThinkTags = "auto") -> None:
         super().__init__()
-        self._chunks = ChunkDecoder(backend=BACKEND, model=model)
+        self._chunks = ChunkDecoder(backend=BACKEND, model=model, think_tags=think_tags)
 
     def on_object(self, obj: Any, event: str) -> list[StreamEvent]:
         if event == "error":
@@ -85,14 +86,14 @@ class OpenAIDialect(Dialect):
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = chat_payload(request, stream=stream, include_usage=self.options.stream_usage)
-        model = request.model
+        model, tags = request.model, self.options.think_tags
         return WireCall(
             on="api",
             path="/chat/completions",
             payload=payload,
             stream=stream,
             parse=self._parse_chat,
-            new_parser=lambda: OpenAIStreamParser(model),
+            new_parser=lambda: OpenAIStreamParser(model, tags),
         )
 
     def complete(self, request: CompletionRequest, *, stream: bool) -> WireCall:
@@ -106,7 +107,7 @@ class OpenAIDialect(Dialect):
             payload=payload,
             stream=stream,
             parse=self._parse_completion,
-            new_parser=lambda: OpenAIStreamParser(model),
+            new_parser=lambda: OpenAIStreamParser(model, "off"),
         )
 
     def _parse_chat(self, data: Any, headers: Mapping[str, str]) -> ChatResponse:
@@ -114,7 +115,12 @@ class OpenAIDialect(Dialect):
         # backend= is the spec recorded on the response; errors raised with it are relabelled
         # "rest" by the backend shell.
         response: ChatResponse = guard(
-            "reply", data, parse_chat_completion, data, backend=self.options.spec
+            "reply",
+            data,
+            parse_chat_completion,
+            data,
+            backend=self.options.spec,
+            think_tags=self.options.think_tags,
         )
         return response
 

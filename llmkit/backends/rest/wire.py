@@ -106,6 +106,8 @@ class WireOptions:
     stream_usage: bool = True
     template: str | TemplateFn | None = None
     keep_alive: str | float | None = None
+    think_tags: Literal["auto", "open", "off"] = "auto"
+    think_levels: bool = False
 
 
 class StreamParser(Protocol):
