@@ -422,6 +422,8 @@ class _OpenAIBase(BaseBackend):
             )
         if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
             cause = exc.__cause__
+            if isinstance(cause, LLMError):  # raised by llmkit's own transport (a cassette miss)
+                return cause
             if isinstance(cause, httpx.HTTPError):
                 return _http.map_transport_error(
                     cause, backend=self.name, model=model, secrets=secrets

@@ -5,6 +5,8 @@
 * :class:`Reply`: a scripted answer with stream chunks, tool calls, delays or failures.
 * :func:`fake_client` / :func:`fake_async_client`: shortcuts that build both at once.
 * :func:`instant_retry`: a retry policy that never really sleeps (and records the waits).
+* :func:`cassette`: record what a real backend answered once, replay it offline afterwards
+  (:mod:`llmkit.testing.cassette`); the pytest plugin is :mod:`llmkit.testing.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .backends.fake import FakeBackend, FunctionBackend, Reply, ScriptItem
-from .client import AsyncClient, Client
-from .retry import RetryPolicy
+from ..backends.fake import FakeBackend, FunctionBackend, Reply, ScriptItem
+from ..client import AsyncClient, Client
+from ..retry import RetryPolicy
+from .cassette import Cassette, CassetteError, CassetteMiss, RecordMode, cassette
 
 __all__ = [
+    "Cassette",
+    "CassetteError",
+    "CassetteMiss",
     "FakeBackend",
     "FunctionBackend",
+    "RecordMode",
     "Reply",
     "SleepRecorder",
+    "cassette",
     "fake_async_client",
     "fake_client",
     "instant_retry",
