@@ -6,18 +6,31 @@
 * :func:`fake_client` / :func:`fake_async_client`: shortcuts that build both at once.
 * :func:`instant_retry`: a retry policy that never really sleeps (and records the waits).
 * :func:`cassette`: record what a real backend answered once, replay it offline afterwards
-  (:mod:`llmkit.testing.cassette`); the pytest plugin is :mod:`llmkit.testing.pytest_plugin`.
+  (see docs/testing.md); the pytest plugin is :mod:`llmkit.testing.pytest_plugin`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ..backends.fake import FakeBackend, FunctionBackend, Reply, ScriptItem
-from ..client import AsyncClient, Client
-from ..retry import RetryPolicy
-from .cassette import Cassette, CassetteError, CassetteMiss, RecordMode, cassette
+# Names are imported on first use (PEP 562): pytest loads the plugin submodule through the
+# pytest11 entry point in every run of a project that has llmkit installed, and that must not
+# import the client, httpx or the backends.
+_LAZY: dict[str, str] = {
+    "Cassette": "_cassette",
+    "CassetteError": "_cassette",
+    "CassetteMiss": "_cassette",
+    "RecordMode": "_cassette",
+    "cassette": "_cassette",
+    "FakeBackend": "_fakes",
+    "FunctionBackend": "_fakes",
+    "Reply": "_fakes",
+    "SleepRecorder": "_fakes",
+    "fake_async_client": "_fakes",
+    "fake_client": "_fakes",
+    "instant_retry": "_fakes",
+}
 
 __all__ = [
     "Cassette",
@@ -34,46 +47,27 @@ __all__ = [
     "instant_retry",
 ]
 
-
-class SleepRecorder:
-    """A fake clock: ``sleep`` advances ``now`` instead of waiting; ``sleeps`` lists the waits."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-
-    def clock(self) -> float:
-        return self.now
-
-
-def instant_retry(
-    policy: RetryPolicy | None = None, recorder: SleepRecorder | None = None
-) -> RetryPolicy:
-    """``policy`` (default: 3 attempts) driven by a :class:`SleepRecorder` instead of real time."""
-    recorder = recorder or SleepRecorder()
-    return (policy or RetryPolicy()).with_clock(
-        sleep=recorder.sleep, async_sleep=recorder.async_sleep, clock=recorder.clock
+if TYPE_CHECKING:
+    from ._cassette import Cassette, CassetteError, CassetteMiss, RecordMode, cassette
+    from ._fakes import (
+        FakeBackend,
+        FunctionBackend,
+        Reply,
+        SleepRecorder,
+        fake_async_client,
+        fake_client,
+        instant_retry,
     )
 
 
-def fake_client(
-    replies: Sequence[ScriptItem] | ScriptItem | None = None, **client_options: Any
-) -> Client:
-    """A :class:`Client` over a new :class:`FakeBackend` (reach it as ``client.backend``)."""
-    client_options.setdefault("retry", instant_retry())
-    return Client(backend=FakeBackend(replies), **client_options)
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmkit.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
-def fake_async_client(
-    replies: Sequence[ScriptItem] | ScriptItem | None = None, **client_options: Any
-) -> AsyncClient:
-    """An :class:`AsyncClient` over a new :class:`FakeBackend`."""
-    client_options.setdefault("retry", instant_retry())
-    return AsyncClient(backend=FakeBackend(replies), **client_options)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

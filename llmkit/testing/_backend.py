@@ -23,7 +23,7 @@ from ..backends.base import BaseBackend, Capabilities
 from ._format import Redactor
 
 if TYPE_CHECKING:
-    from .cassette import Cassette
+    from ._cassette import Cassette
 
 __all__ = ["BackendRecording", "CassetteBackend", "stand_in_class"]
 

@@ -18,7 +18,7 @@ from .._http.tap import AsyncTapTransport, TapTransport
 from ._format import Redactor, body_from_json, body_to_json, is_stream, request_to_json
 
 if TYPE_CHECKING:
-    from .cassette import Cassette
+    from ._cassette import Cassette
 
 __all__ = ["AsyncCassetteTransport", "CassetteTransport", "HttpRecording"]
 
