@@ -312,13 +312,19 @@ class Cassette:
             for s, used in zip(self._stored, self._used, strict=True)
             if not used and s["request"].get("backend") == request.get("backend")
         ]
+        if self.match is not None:
+            rule = "matching with the match= hook"
+        elif "backend" in request:
+            rule = "matching on backend, call and request"
+        else:
+            rule = f"matching on {', '.join(self.match_on)}"
+        if self.ignore_fields:
+            rule += f", ignoring {', '.join(self.ignore_fields)}"
         lines = [
             f"cassette {self.path} has no unplayed recording for this request:",
             "  " + describe(request),
             f"({sum(self._used)} of {len(self._stored)} recorded interactions already "
-            f"played; matching on {', '.join(self.match_on)}"
-            + (f", ignoring {', '.join(self.ignore_fields)}" if self.ignore_fields else "")
-            + ")",
+            f"played; {rule})",
         ]
         if same_kind:
             lines.append("Unplayed recordings:")
