@@ -267,11 +267,12 @@ class Cassette:
         redactor = self.redactor
         fresh = [r.to_json(redactor) for r in self._new]
         kept = self._stored if self.record == "new_episodes" else []
-        data = {
+        data: dict[str, Any] = {
             "llmkit_cassette": FORMAT_VERSION,
             "interactions": redactor.value([*kept, *fresh]),  # secrets learnt late count too
-            "backends": self._capabilities,
         }
+        if self._capabilities:
+            data["backends"] = self._capabilities
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         for value in redactor.values:  # last line of defence (a key split across chunks)
             text = text.replace(value, REDACTED).replace(json.dumps(value)[1:-1], REDACTED)

@@ -73,6 +73,8 @@ _SECRET_ENV = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
 _MIN_SECRET = 6  # shorter values would redact ordinary words
 # Streamed bodies, kept chunk by chunk.
 _STREAM_TYPES = ("text/event-stream", "ndjson", "jsonl", "json-seq")
+# Said by the URL or the transport, or changed by recording itself: left out of the file.
+_NOISY_REQUEST_HEADERS = frozenset({"host", "content-length", "connection", "accept-encoding"})
 _BOUNDARY = re.compile(r"boundary=([^;\s]+)")
 
 
@@ -216,10 +218,11 @@ def request_to_json(request: httpx.Request, redactor: Redactor) -> dict[str, Any
     """A sent request as the file stores it (secrets masked)."""
     redactor.learn_headers(request.headers.multi_items())
     url = redactor.url(request.url)  # learns key query parameters before the body is masked
+    headers = redactor.header_dict(request.headers.multi_items())
     out: dict[str, Any] = {
         "method": request.method,
         "url": url,
-        "headers": redactor.header_dict(request.headers.multi_items()),
+        "headers": {k: v for k, v in headers.items() if k not in _NOISY_REQUEST_HEADERS},
     }
     ctype = _content_type(request.headers)
     body = body_to_json([request.content], ctype, redactor, keep_chunks=False)

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncCassetteTransport", "CassetteTransport", "HttpRecording"]
 
-# Hop-by-hop or recomputed on replay: a JSON body is re-serialised, so its length changes.
-_DROPPED_RESPONSE_HEADERS = frozenset({"content-length", "connection", "keep-alive"})
+# Hop-by-hop, recomputed on replay (a JSON body is re-serialised, so its length changes), or
+# different on every recording (a diff of a re-recorded cassette shows what really changed).
+_DROPPED_RESPONSE_HEADERS = frozenset({"content-length", "connection", "keep-alive", "date"})
 
 
 def _error_json(exc: BaseException) -> dict[str, str]:
