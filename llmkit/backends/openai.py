@@ -422,7 +422,8 @@ class _OpenAIBase(BaseBackend):
             )
         if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
             cause = exc.__cause__
-            if isinstance(cause, LLMError):  # raised by llmkit's own transport (a cassette miss)
+            # openai 2.x wraps whatever the transport raised; a cassette miss stays itself.
+            if isinstance(cause, LLMError):
                 return cause
             if isinstance(cause, httpx.HTTPError):
                 return _http.map_transport_error(

@@ -194,6 +194,20 @@ def test_a_miss_raises_and_never_connects(server: FaultServer, tmp_path: Path) -
     assert info.value.request["json"]["messages"][0]["content"] == "a question nobody recorded"
 
 
+def test_openai_2x_wrapping_keeps_the_miss() -> None:
+    """openai 2.x wraps any exception its transport raises in APIConnectionError (3.x lets
+    ours through): the backend unwraps an llmkit error, so a miss is never retried as a
+    connection failure."""
+    import openai
+
+    from llmkit.backends.openai import OpenAIBackend
+
+    miss = CassetteMiss("no recording", path=Path("c.json"), request={})
+    wrapped = openai.APIConnectionError(request=httpx.Request("POST", "http://x/v1"))
+    wrapped.__cause__ = miss
+    assert OpenAIBackend("m", api_key=KEY)._map_error(wrapped, "m") is miss
+
+
 def test_async_miss_raises_cassette_miss(server: FaultServer, tmp_path: Path) -> None:
     url = server.scenario()
     path = tmp_path / "amiss.json"
@@ -219,7 +233,8 @@ def test_secrets_never_reach_the_file(
     configured = "project-pw-31415926"
 
     def calls() -> list[str]:
-        with Client("rest:m", base_url=url, api_key=KEY) as client:
+        tenant = {"x-tenant": "t42"}  # too short to mask by value: masked by its name
+        with Client("rest:m", base_url=url, api_key=KEY, headers=tenant) as client:
             # The fault server echoes the prompt: secrets come back in the reply body too.
             first = client.chat(f"token tok-9f8e7d6c5b4a and {configured} and {KEY}").text
         query = {"key": "qk-123456789"}  # a key in the query string, Google-style
@@ -227,9 +242,11 @@ def test_secrets_never_reach_the_file(
             second = client.chat("plain").text
         return [first, second]
 
-    with cassette(path, secrets=[configured]):
+    with cassette(path, secrets=[configured], filter_headers=["X-Tenant"]):
         recorded = calls()
     data = path.read_bytes()
+    headers = json.loads(data)["interactions"][0]["request"]["headers"]
+    assert headers["x-tenant"] == headers["authorization"] == "<redacted>"
     for secret in (KEY, "tok-9f8e7d6c5b4a", configured, "qk-123456789"):
         assert secret.encode() not in data, secret
     assert recorded[0].count(KEY) == 1  # the live answer was untouched
