@@ -368,3 +368,24 @@ def test_clients_are_httpx_own_outside_a_cassette(server: FaultServer, tmp_path:
             client.chat("during")  # a client built before the cassette is covered
         assert type(http._transport) is httpx.HTTPTransport
     assert len(json.loads((tmp_path / "x.json").read_text())["interactions"]) == 1
+
+
+def test_nested_cassettes_restore_the_outer_one(server: FaultServer, tmp_path: Path) -> None:
+    url = server.scenario()
+    outer, inner = tmp_path / "outer.json", tmp_path / "inner.json"
+    with cassette(outer), Client("rest:m", base_url=url) as client:
+        client.chat("outer 1")
+        with cassette(inner):
+            client.chat("inner")
+        client.chat("outer 2")
+
+    def asked(path: Path) -> list[str]:
+        stored = json.loads(path.read_text())["interactions"]
+        return [i["request"]["json"]["messages"][0]["content"] for i in stored]
+
+    assert asked(outer) == ["outer 1", "outer 2"]
+    assert asked(inner) == ["inner"]
+    with pytest.raises(CassetteError, match="already active"):
+        c = cassette(outer)
+        with c, c:
+            pass
