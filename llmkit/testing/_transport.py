@@ -8,6 +8,7 @@ llmkit's SSE/NDJSON decoders, error mapping, retries -- runs for real on replay 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,11 @@ class HttpRecording:
     def fail(self, exc: BaseException) -> None:
         self.error = _error_json(exc)
 
+    def cancelled(self) -> None:
+        # The async client enforces its first-token, idle and total budgets by cancelling the
+        # read; replayed, that is the read timeout a sync client meets at the same point.
+        self.error = {"type": "ReadTimeout", "message": "the caller's timeout cancelled the read"}
+
     def to_json(self, redactor: Redactor) -> dict[str, Any]:
         out: dict[str, Any] = {"request": self.request}
         if self.status is None:  # the request itself failed: no status line
@@ -113,6 +119,9 @@ class _RecordingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         except httpx.TransportError as exc:
             self._recording.fail(exc)
             raise
+        except asyncio.CancelledError:
+            self._recording.cancelled()
+            raise
 
     def close(self) -> None:
         self._inner.close()
@@ -152,8 +161,6 @@ class _ReplayStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             raise _error_from_json(self._error, self._request)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        import asyncio  # only async replays need it
-
         for wait, chunk in zip(self._waits(), self._chunks, strict=True):
             if wait:
                 await asyncio.sleep(wait)
@@ -236,8 +243,6 @@ class AsyncCassetteTransport(AsyncTapTransport):
         if stored is not None:
             response, error, wait = _replay(stored, request, cassette.realtime)
             if wait:
-                import asyncio
-
                 await asyncio.sleep(wait)
             if error is not None:
                 raise error
@@ -251,6 +256,9 @@ class AsyncCassetteTransport(AsyncTapTransport):
             response = await self.inner.handle_async_request(request)
         except httpx.TransportError as exc:
             recording.fail(exc)
+            raise
+        except asyncio.CancelledError:
+            recording.cancelled()
             raise
         recording.respond(response, time.monotonic() - start)
         response.stream = _RecordingStream(response.stream, recording)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from chaos.fault_server import Fault, FaultServer
 
-from llmkit import AsyncClient, Client, RetryPolicy
+from llmkit import AsyncClient, Client, RetryPolicy, Timeout
 from llmkit.errors import LLMError
 from llmkit.testing import CassetteError, CassetteMiss, cassette, instant_retry
 
@@ -389,3 +390,56 @@ def test_nested_cassettes_restore_the_outer_one(server: FaultServer, tmp_path: P
         c = cassette(outer)
         with c, c:
             pass
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stalled_stream_replays_as_a_timeout(
+    server: FaultServer, tmp_path: Path, mode: str
+) -> None:
+    """The sync client's budget breaks the read; the async client cancels it. Either way
+    the replay raises the same TimeoutError after the same events, without the wait."""
+    url = server.scenario([Fault.stall_mid(after=2, seconds=5), Fault.stall(seconds=5)])
+    options = {
+        "base_url": url,
+        "retry": RetryPolicy(max_attempts=1),
+        "timeout": Timeout(first_token=0.5, idle=0.3),
+    }
+    path = tmp_path / "stall.json"
+
+    def run() -> list[Any]:
+        out: list[Any] = []
+        if mode == "sync":
+            with Client("rest:m", **options) as client:
+                for prompt in ("slow story", "no answer"):
+                    seen: list[str] = []
+                    try:
+                        with client.stream(prompt) as s:
+                            seen.extend(e.text for e in s)
+                    except LLMError as exc:
+                        out.append((seen, type(exc).__name__))
+            return out
+
+        async def go() -> None:
+            async with AsyncClient("rest:m", **options) as client:
+                for prompt in ("slow story", "no answer"):
+                    seen: list[str] = []
+                    try:
+                        async with client.stream(prompt) as s:
+                            async for e in s:
+                                seen.append(e.text)
+                    except LLMError as exc:
+                        out.append((seen, type(exc).__name__))
+
+        asyncio.run(go())
+        return out
+
+    with cassette(path):
+        recorded = run()
+    server.stop()
+    start = time.monotonic()
+    with cassette(path):
+        replayed = run()
+    assert time.monotonic() - start < 0.3 * len(recorded)  # no real waiting
+    assert [r[1] for r in recorded] == ["TimeoutError", "TimeoutError"]
+    assert recorded[0][0]  # some events arrived before the stall
+    assert replayed == recorded
