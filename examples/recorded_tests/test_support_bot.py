@@ -56,3 +56,11 @@ def test_several_questions_in_one_cassette(client: Client) -> None:
     questions = ["What is the default password?", "How do I update the firmware?"]
     answers = [answer(client, q) for q in questions]
     assert all(answers) and answers[0] != answers[1]
+
+
+class TestEveryAnswer:
+    """Classes and parameters get a cassette each: TestEveryAnswer-test_stays_on_topic-vpn.json"""
+
+    @pytest.mark.parametrize("topic", ["wifi", "vpn"])
+    def test_stays_on_topic(self, client: Client, topic: str) -> None:
+        assert topic in answer(client, f"Tell me about {topic} on my router.").lower()

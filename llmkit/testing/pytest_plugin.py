@@ -52,7 +52,9 @@ def _default_path(node: pytest.Item, name: str | None) -> Path:
     if name is not None:
         given = Path(name)
         return given if given.is_absolute() else folder / given
-    test = re.sub(r"[^\w.-]+", "-", node.name).strip("-")  # test_x[async] -> test_x-async
+    # Class and parameters included: TestBot::test_x[async] -> TestBot-test_x-async
+    name = node.nodeid.split("::", 1)[-1]
+    test = re.sub(r"[^\w.-]+", "-", name).strip("-")
     return folder / module.stem / f"{test}.json"
 
 

@@ -61,10 +61,12 @@ def test_example_suite_records_then_replays_with_the_server_down(tmp_path: Path)
     app = create_app(AsyncClient("fake:echo"), api_key=KEY, served_model="support")
     with run_in_thread(app, graceful_timeout=1) as url:
         env = {"EXAMPLE_LLM_URL": f"{url}/v1", "EXAMPLE_LLM_KEY": KEY}
-        assert "4 passed" in run_pytest(suite, env=env)
+        assert "6 passed" in run_pytest(suite, env=env)
     files = sorted((suite / "cassettes").rglob("*.json"))
     assert [f.relative_to(suite / "cassettes").as_posix() for f in files] == [
         "faq.json",
+        "test_support_bot/TestEveryAnswer-test_stays_on_topic-vpn.json",
+        "test_support_bot/TestEveryAnswer-test_stays_on_topic-wifi.json",
         "test_support_bot/test_answers_a_question.json",
         "test_support_bot/test_async_application_code.json",
         "test_support_bot/test_streamed_answer_matches_the_final_reply.json",
@@ -73,7 +75,7 @@ def test_example_suite_records_then_replays_with_the_server_down(tmp_path: Path)
     assert not any(KEY.encode() in data for data in recorded.values())
 
     # The server is gone (its port refuses connections): replay only, and fail on a miss.
-    assert "4 passed" in run_pytest(suite, "--llmkit-record-mode=none", env=env)
+    assert "6 passed" in run_pytest(suite, "--llmkit-record-mode=none", env=env)
     assert {f: f.read_bytes() for f in files} == recorded  # replaying rewrites nothing
 
 
@@ -92,14 +94,14 @@ def test_a_missing_recording_fails_the_test_in_none_mode(tmp_path: Path) -> None
         env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 1
-    assert "3 passed, 1 error" in result.stdout  # the fixture raised at setup
+    assert "5 passed, 1 error" in result.stdout  # the fixture raised at setup
     assert "faq.json does not exist and record='none' only replays" in result.stdout
 
 
 def test_committed_example_cassettes_replay_offline() -> None:
     """The example as shipped runs without any server."""
     out = run_pytest(SUITE, "--llmkit-record-mode=none", env={"EXAMPLE_LLM_KEY": "unused"})
-    assert "4 passed" in out
+    assert "6 passed" in out
 
 
 def test_plugin_entry_point_and_import_cost() -> None:
