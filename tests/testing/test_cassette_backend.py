@@ -127,3 +127,24 @@ def test_backends_not_listed_are_left_alone(counted: type[Counted], tmp_path: Pa
     with cassette(tmp_path / "x.json"), Client("counted:m", retry=instant_retry()) as client:
         assert isinstance(client.backend, Counted)
     assert not (tmp_path / "x.json").exists()  # nothing went through a cassette
+
+
+def test_new_episodes_builds_the_backend_only_for_a_miss(
+    counted: type[Counted], tmp_path: Path
+) -> None:
+    path = tmp_path / "episodes.json"
+    with cassette(path, backends=["counted"]), Client("counted:m", retry=instant_retry()) as c:
+        first = c.chat("hi").text  # the script's 429, retried: two recordings
+    assert counted.built == 1
+    with (
+        cassette(path, backends=["counted"], record="new_episodes") as episodes,
+        Client("counted:m", retry=instant_retry()) as client,
+    ):
+        assert client.chat("hi").text == first  # replayed: nothing built
+        assert counted.built == 1
+        client.complete("Once")  # not in the file: the real backend is built now
+        assert counted.built == 2
+    # The new backend's script starts with its 429 again: two new recordings.
+    assert episodes.play_count == 2 and len(episodes.new_interactions) == 2
+    calls = [i["request"]["call"] for i in json.loads(path.read_text())["interactions"]]
+    assert calls == ["chat", "chat", "complete", "complete"]
