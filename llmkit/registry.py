@@ -48,6 +48,10 @@ _BUILTINS: dict[str, BackendInfo] = {
     )
 }
 _registered: dict[str, BackendInfo] = {}
+# Set by llmkit.testing's cassettes while one is active: given a backend name and a loader of
+# its real class, a stand-in class (a recorder or a replayer) or None to keep the real one.
+# The loader is only called when needed, so a replayed hf: backend never imports torch.
+backend_hook: Callable[[str, Callable[[], type[Any]]], type[Any] | None] | None = None
 _entry_points_loaded = False
 _ENTRY_POINT_GROUP = "llmkit.backends"
 
@@ -128,6 +132,15 @@ def get_backend_class(name: str) -> Callable[..., Any]:
     Raises :class:`UnknownBackendError` (listing the known names) or
     :class:`BackendUnavailable` (naming the ``pip install`` to run).
     """
+    hook = backend_hook
+    if hook is not None:
+        stand_in = hook(name, lambda: _load(name))
+        if stand_in is not None:
+            return stand_in
+    return _load(name)
+
+
+def _load(name: str) -> type[Any]:
     info = _lookup(name)
     if not isinstance(info.target, str):
         return info.target

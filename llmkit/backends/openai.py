@@ -459,6 +459,9 @@ class _OpenAIBase(BaseBackend):
             )
         if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
             cause = exc.__cause__
+            # openai 2.x wraps whatever the transport raised; a cassette miss stays itself.
+            if isinstance(cause, LLMError):
+                return cause
             if isinstance(cause, httpx.HTTPError):
                 return _http.map_transport_error(
                     cause, backend=self.name, model=model, secrets=secrets
