@@ -51,7 +51,9 @@ _registered: dict[str, BackendInfo] = {}
 # Set by llmkit.testing's cassettes while one is active: given a backend name and a loader of
 # its real class, a stand-in class (a recorder or a replayer) or None to keep the real one.
 # The loader is only called when needed, so a replayed hf: backend never imports torch.
-backend_hook: Callable[[str, Callable[[], type[Any]]], type[Any] | None] | None = None
+backend_hook: (
+    Callable[[str, Callable[[], Callable[..., Any]]], Callable[..., Any] | None] | None
+) = None
 _entry_points_loaded = False
 _ENTRY_POINT_GROUP = "llmkit.backends"
 
@@ -140,7 +142,7 @@ def get_backend_class(name: str) -> Callable[..., Any]:
     return _load(name)
 
 
-def _load(name: str) -> type[Any]:
+def _load(name: str) -> Callable[..., Any]:
     info = _lookup(name)
     if not isinstance(info.target, str):
         return info.target

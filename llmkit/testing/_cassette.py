@@ -212,7 +212,9 @@ class Cassette:
             return AsyncCassetteTransport(transport, self)
         return CassetteTransport(transport, self)
 
-    def _backend_hook(self, name: str, load: Callable[[], type[Any]]) -> type[Any] | None:
+    def _backend_hook(
+        self, name: str, load: Callable[[], Callable[..., Any]]
+    ) -> Callable[..., Any] | None:
         if name not in self.backends:
             return None
         cls = stand_in_class(name)
@@ -233,7 +235,7 @@ class Cassette:
                 )
             return cls(self, model, make, real=make())  # option errors surface as usual
 
-        return cast(type[Any], factory)
+        return factory
 
     # -- the file
 
