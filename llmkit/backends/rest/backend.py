@@ -137,6 +137,13 @@ class RestSettings(BaseModel):
         description="tgi only: render chat to a prompt for /generate -- a preset "
         f"({', '.join(TEMPLATES)}), a format string with {{role}} and {{content}}, or a callable",
     )
+    schema_format: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="openai dialect: how a JSON schema is asked for -- OpenAI's "
+        "{'type': 'json_schema', 'json_schema': {...}}, or {'type': 'json_object', 'schema': "
+        "{...}} for servers that only take that form (llama-cpp-python answers the first with "
+        "a 500)",
+    )
     keep_alive: str | float | None = Field(
         default=None, description="ollama only: how long the server keeps the model loaded"
     )
@@ -235,6 +242,7 @@ class RestBackend(BaseBackend):
                 keep_alive=s.keep_alive,
                 think_tags=s.think_tags,
                 think_levels=s.think_levels,
+                schema_format=s.schema_format,
             )
         )
         self.capabilities = self._dialect.capabilities

@@ -53,6 +53,15 @@ class OpenAIStreamParser(SSEParser):
         return self.done or self._chunks.finish_reason is not None
 
 
+def _schema_as_json_object(payload: dict[str, Any]) -> None:
+    """``json_schema`` response formats in the ``{"type": "json_object", "schema": ...}``
+    form that llama-cpp-python's server takes."""
+    fmt = payload.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        payload["response_format"] = {"type": "json_object", "schema": schema}
+
+
 class OpenAIDialect(Dialect):
     """``/v1/chat/completions``, ``/v1/completions`` on the replica's API base."""
 
@@ -86,6 +95,8 @@ class OpenAIDialect(Dialect):
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = chat_payload(request, stream=stream, include_usage=self.options.stream_usage)
+        if self.options.schema_format == "json_object":
+            _schema_as_json_object(payload)
         model, tags = request.model, self.options.think_tags
         return WireCall(
             on="api",

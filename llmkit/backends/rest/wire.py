@@ -108,6 +108,7 @@ class WireOptions:
     keep_alive: str | float | None = None
     think_tags: Literal["auto", "open", "off"] = "auto"
     think_levels: bool = False
+    schema_format: Literal["json_schema", "json_object"] = "json_schema"
 
 
 class StreamParser(Protocol):
