@@ -256,14 +256,14 @@ class ChunkDecoder:
                 if choice["text"]:
                     events.append(TextDelta(delta=choice["text"]))
             elif delta:
-                for name in REASONING_FIELDS:
-                    reasoning = delta.get(name)
+                # Membership tests first: this runs once per token, most deltas hold none.
+                if "reasoning_content" in delta or "reasoning" in delta:
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                     if reasoning:
                         if self._tags is not None:  # the server parses reasoning itself
                             events.extend(self._tags.flush())
                             self._tags = None
                         events.append(ReasoningDelta(reasoning=reasoning))
-                        break
                 content = delta.get("content")
                 if content:
                     tags = self._tags
