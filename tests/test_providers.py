@@ -214,7 +214,7 @@ def test_the_table_has_the_services_users_ask_for() -> None:
 
 def test_readme_table_is_generated_from_the_data() -> None:
     assert markdown_table() in README.read_text(), (
-        "README's provider table is out of date: paste `llmkit providers --markdown`"
+        "README's provider table is out of date: run python scripts/update_provider_table.py"
     )
 
 

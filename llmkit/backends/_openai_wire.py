@@ -1,8 +1,9 @@
 """The OpenAI chat-completions wire format, I/O-free.
 
 Shared by every backend that talks this format (the ``openai`` SDK backend and the ``rest``
-backend's OpenAI-compatible dialect): building request payloads, reading replies, and turning
-``chat.completion.chunk`` dicts into llmkit stream events. Tolerant of the deviations real
+backend's OpenAI-compatible dialect): building request payloads, reading replies, turning
+``chat.completion.chunk`` dicts into llmkit stream events (:class:`ChunkDecoder`) and the
+bytes of a streamed reply into those events (:class:`StreamDecoder`). Tolerant of the deviations real
 servers show (usage on the last content chunk, missing ``[DONE]``, bare-UUID ids, error
 objects inside a 200 stream).
 """
@@ -14,8 +15,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from .._http.decoders import ServerSentEvent, SSEDecoder
 from .._thinking import ThinkTagDecoder, split_think
 from ..errors import (
+    ConnectionError,
     ProtocolError,
     ProviderError,
     ServerError,
@@ -41,6 +44,7 @@ from ..types import (
 
 __all__ = [
     "ChunkDecoder",
+    "StreamDecoder",
     "ThinkTags",
     "chat_payload",
     "completion_payload",
@@ -252,14 +256,14 @@ class ChunkDecoder:
                 if choice["text"]:
                     events.append(TextDelta(delta=choice["text"]))
             elif delta:
-                for name in REASONING_FIELDS:
-                    reasoning = delta.get(name)
+                # Membership tests first: this runs once per token, most deltas hold none.
+                if "reasoning_content" in delta or "reasoning" in delta:
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                     if reasoning:
                         if self._tags is not None:  # the server parses reasoning itself
                             events.extend(self._tags.flush())
                             self._tags = None
                         events.append(ReasoningDelta(reasoning=reasoning))
-                        break
                 content = delta.get("content")
                 if content:
                     tags = self._tags
@@ -300,3 +304,104 @@ class ChunkDecoder:
             FinishEvent(finish_reason=self.finish_reason or "stop", id=self.id, model=self.model)
         )
         return events
+
+
+_PARSE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+
+
+def _trim(text: str, limit: int = 200) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class StreamDecoder:
+    """The bytes of a streamed reply (server-sent ``chat.completion.chunk`` or
+    ``text_completion`` objects) in, llmkit events out: the one stream parser of every
+    backend that speaks this format.
+
+    ``data: [DONE]`` ends the reply; servers that skip it still end with a finish reason,
+    which is enough, while a body that ends with neither was cut off
+    (:class:`~llmkit.errors.ConnectionError` from :meth:`finish`). ``event: error`` and error
+    objects inside the 200 stream raise the mapped error, after the events that arrived
+    before it in the same read have been delivered. A chunk of an unexpected shape is a
+    :class:`~llmkit.errors.ProtocolError` quoting it.
+    """
+
+    __slots__ = ("_pending", "_sse", "chunks", "done")
+
+    def __init__(
+        self, *, backend: str, model: str | None = None, think_tags: ThinkTags = "auto"
+    ) -> None:
+        self._sse = SSEDecoder()
+        self.chunks = ChunkDecoder(backend=backend, model=model, think_tags=think_tags)
+        self.done = False
+        self._pending: ProviderError | None = None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """The events completed by ``data``; sets ``done`` at ``[DONE]``."""
+        self._raise_pending()
+        events: list[StreamEvent] = []
+        try:
+            for sse in self._sse.feed(data):
+                if self.done:
+                    break
+                events.extend(self._event(sse))
+        except ProviderError as exc:
+            if not events:
+                raise
+            self._pending = exc  # deliver what came before the error first
+        return events
+
+    def complete(self) -> bool:
+        """Whether the server marked the end of the reply (``[DONE]`` or a finish reason)."""
+        return self.done or self.chunks.finish_reason is not None
+
+    def finish(self) -> list[StreamEvent]:
+        """At the end of the body: what is left, then the closing usage and finish events."""
+        self._raise_pending()
+        events: list[StreamEvent] = []
+        if not self.done:
+            for sse in self._sse.flush():
+                if self.done:
+                    break
+                events.extend(self._event(sse))
+        if not self.complete():
+            raise ConnectionError(
+                "the stream ended before the reply was complete (no end-of-reply marker)",
+                backend=self.chunks.backend,
+                model=self.chunks.model,
+            )
+        return events + self.chunks.finish()
+
+    def _raise_pending(self) -> None:
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
+
+    def _event(self, sse: ServerSentEvent) -> list[StreamEvent]:
+        data = sse.data
+        if data.lstrip().startswith("[DONE]"):
+            self.done = True
+            return []
+        if not data.strip():
+            return []  # an event without data (keep-alive)
+        backend = self.chunks.backend
+        chunk = sse.json(backend=backend)
+        if sse.event == "error":
+            # llama.cpp and others send "event: error" with a payload of their own shape.
+            payload = chunk if isinstance(chunk, Mapping) and "error" in chunk else {"error": chunk}
+            raise error_in_payload(
+                payload, backend=backend, model=self.chunks.model
+            ) or ServerError(
+                f"error event inside the stream: {chunk!r}"[:300], backend=backend, body=chunk
+            )
+        try:
+            return self.chunks.feed(chunk)
+        except ProviderError:
+            raise
+        except _PARSE_ERRORS as exc:
+            raise ProtocolError(
+                f"unexpected stream chunk: {_trim(data)!r} ({type(exc).__name__}: "
+                f"{_trim(str(exc), 120)})",
+                backend=backend,
+            ) from exc

@@ -170,7 +170,7 @@ class FakeBackend(BaseBackend):
         self.embedding_dimensions = embedding_dimensions
         self._embedding_failures = list(embedding_failures)
         self.embed_requests: list[EmbeddingRequest] = []
-        self._efforts = None if reasoning_efforts is None else frozenset(reasoning_efforts)
+        self.reasoning_efforts = None if reasoning_efforts is None else frozenset(reasoning_efforts)
         if replies is None:
             self._script: list[ScriptItem] = []
         elif isinstance(replies, (list, tuple)):
@@ -188,10 +188,14 @@ class FakeBackend(BaseBackend):
 
     def _next(self, request: ChatRequest | CompletionRequest) -> Reply | ChatResponse:
         effort = request.params.effort
-        if effort is not None and self._efforts is not None and effort not in self._efforts:
+        if (
+            effort is not None
+            and self.reasoning_efforts is not None
+            and effort not in self.reasoning_efforts
+        ):
             raise UnsupportedFeatureError(
                 f"{self.spec}: reasoning_effort={effort!r} is not supported "
-                f"(accepted: {', '.join(sorted(self._efforts)) or 'none'})"
+                f"(accepted: {', '.join(sorted(self.reasoning_efforts)) or 'none'})"
             )
         with self._lock:
             self.requests.append(request)

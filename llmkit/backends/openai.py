@@ -10,9 +10,10 @@ exceptions. llmkit adds the rest:
 * the SDK's own retries are off (``max_retries=0``): llmkit's retry policy is the only one;
 * every failure is mapped to :mod:`llmkit.errors` at one point (:meth:`_OpenAIBase._map_error`),
   with credentials scrubbed from the message *and* from the chained SDK exception;
-* responses are read as JSON and streams are decoded by llmkit's I/O-free decoders
-  (:class:`~llmkit._http.decoders.SSEDecoder` and :class:`~llmkit.backends._openai_wire.ChunkDecoder`)
-  over the SDK's raw streaming response, which skips building a pydantic object per chunk.
+* responses are read as JSON and streams are decoded by the I/O-free
+  :class:`~llmkit.backends._openai_wire.StreamDecoder` (the same one the ``rest`` backend's
+  OpenAI-compatible dialect uses) over the SDK's raw streaming response, which skips
+  building a pydantic object per chunk.
 
 Every keyword the SDK's ``create()`` accepts is passed as a keyword (so the outgoing JSON is
 exactly what the SDK would send); anything else a caller passes goes into ``extra_body``.
@@ -37,7 +38,6 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
-from .._http.decoders import ServerSentEvent, SSEDecoder
 from ..errors import (
     ConfigError,
     ConnectionError,
@@ -45,7 +45,6 @@ from ..errors import (
     LLMError,
     ProtocolError,
     ProviderError,
-    ServerError,
     TimeoutError,
     error_from_status,
     redact,
@@ -62,7 +61,7 @@ from ..types import (
 )
 from ._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from ._openai_wire import (
-    ChunkDecoder,
+    StreamDecoder,
     chat_payload,
     completion_payload,
     error_in_payload,
@@ -200,82 +199,38 @@ def _body_of(response: httpx.Response | Any) -> Any:
 
 
 class _StreamState:
-    """SSE bytes in, llmkit events out; shared by the sync and async stream shells."""
+    """The shared :class:`~llmkit.backends._openai_wire.StreamDecoder`, plus what the SDK
+    shells add: the call's deadline and the request id of the response headers."""
 
-    __slots__ = ("_chunks", "_pending", "_sse", "deadline", "done", "request_id")
+    __slots__ = ("_decoder", "deadline", "request_id")
 
     def __init__(self, backend: str, model: str, deadline: float | None) -> None:
-        self._sse = SSEDecoder()
-        self._chunks = ChunkDecoder(backend=backend, model=model)
+        self._decoder = StreamDecoder(backend=backend, model=model)
         self.deadline = deadline
-        self.done = False
         self.request_id: str | None = None
-        self._pending: ProviderError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         if self.deadline is not None and time.monotonic() > self.deadline:
+            chunks = self._decoder.chunks
             raise TimeoutError(
                 "total timeout: the stream outlived the call's deadline",
-                backend=self._chunks.backend,
-                model=self._chunks.model,
+                backend=chunks.backend,
+                model=chunks.model,
             )
-        self._raise_pending()
-        events: list[StreamEvent] = []
-        try:
-            for sse in self._sse.feed(data):
-                events.extend(self._event(sse))
-                if self.done:
-                    break
-        except ProviderError as exc:
-            if not events:
-                raise
-            # Deliver what came before the error first, as the server sent it.
-            self._pending = exc
-        return events
-
-    def _raise_pending(self) -> None:
-        if self._pending is not None:
-            error, self._pending = self._pending, None
-            raise error
+        return self._decoder.feed(data)
 
     def end(self) -> list[StreamEvent]:
         """The closing events, once the server said ``[DONE]`` or closed the stream."""
-        self._raise_pending()
-        if not self.done:
-            events: list[StreamEvent] = []
-            for sse in self._sse.flush():
-                events.extend(self._event(sse))
-            if not self.done and self._chunks.finish_reason is None:
-                # No [DONE] and no finish reason: the reply was cut off, not finished.
-                raise ConnectionError(
-                    "the stream ended before the reply was complete",
-                    backend=self._chunks.backend,
-                    model=self._chunks.model,
-                    request_id=self.request_id,
-                )
-            return events + self._closing()
-        return self._closing()
-
-    def _closing(self) -> list[StreamEvent]:
-        return with_request_id(self._chunks.finish(), self.request_id)
-
-    def _event(self, sse: ServerSentEvent) -> list[StreamEvent]:
-        if self.done:
-            return []
-        data = sse.data
-        if data.startswith("[DONE]"):
-            self.done = True
-            return []
-        if not data:
-            return []
-        chunk = sse.json(backend=self._chunks.backend)
-        if sse.event == "error":
-            raise error_in_payload(
-                chunk if isinstance(chunk, Mapping) and "error" in chunk else {"error": chunk},
-                backend=self._chunks.backend,
-                model=self._chunks.model,
-            ) or ServerError("error event in the stream", backend=self._chunks.backend)
-        return self._chunks.feed(chunk)
+        try:
+            events = self._decoder.finish()
+        except ConnectionError as exc:  # cut off: the reply was not finished
+            exc.request_id = self.request_id
+            raise
+        return with_request_id(events, self.request_id)
 
 
 # ---------------------------------------------------------------------------- the backends

@@ -68,6 +68,7 @@ class _Common(BaseModel):
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
     user: str | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
     def generation_kwargs(self, max_tokens_cap: int | None) -> dict[str, Any]:
         """Keyword arguments for ``AsyncClient.complete``/``stream_complete`` (and the chat
@@ -75,7 +76,7 @@ class _Common(BaseModel):
         if self.n not in (None, 1):
             raise RequestError("n > 1 is not supported by this server", param="n")
         kwargs: dict[str, Any] = {}
-        for name in ("temperature", "top_p", "stop", "seed"):
+        for name in ("temperature", "top_p", "stop", "seed", "reasoning_effort"):
             value = getattr(self, name)
             if value is not None:
                 kwargs[name] = value
@@ -104,7 +105,6 @@ class ChatCompletionRequest(_Common):
     tool_choice: Union[str, dict[str, Any], None] = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
-    reasoning_effort: ReasoningEffort | None = None
 
     def _max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -132,7 +132,7 @@ class ChatCompletionRequest(_Common):
         if self.logprobs:
             raise RequestError("logprobs are not supported by this server", param="logprobs")
         kwargs = super().generation_kwargs(max_tokens_cap)
-        for name in ("tools", "tool_choice", "response_format", "reasoning_effort"):
+        for name in ("tools", "tool_choice", "response_format"):
             value = getattr(self, name)
             if value is not None:
                 kwargs[name] = value

@@ -222,3 +222,10 @@ def test_tool_call_parsing_lets_reasoning_through() -> None:
     out = [item for event in events for item in tool_filter.push(event)]
     assert [e.type for e in out] == ["reasoning", "tool_call", "finish"]
     assert out[1].name == "weather" and out[2].finish_reason == "tool_calls"
+
+
+def test_batch_splits_each_reply(thinking: HuggingFaceBackend) -> None:
+    other = "<think>\nThree and three.\n</think>\n\nSix."
+    first, second = thinking.batch([scripted(thinking), scripted(thinking, other)])
+    assert (first.reasoning, first.text) == ("Two and two.", "Four.")
+    assert (second.reasoning, second.text) == ("Three and three.", "Six.")

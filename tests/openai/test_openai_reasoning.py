@@ -186,3 +186,37 @@ def test_client_stream_reasoning_end_to_end(mock: respx.MockRouter) -> None:
     assert sent_json(route)["reasoning_effort"] == "low"
     assert isinstance(route.calls.last.request, httpx.Request)
     assert BASE in str(route.calls.last.request.url)
+
+
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+async def test_run_tools_sends_deepseek_its_reasoning_back(
+    mock: respx.MockRouter, mode: str
+) -> None:
+    """The multi-turn tool loop that breaks elsewhere: DeepSeek's thinking mode answers 400
+    unless the tool-calling turn's reasoning comes back with the tool result."""
+    add_call = {"id": "call_1", "type": "function",
+                "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}}  # fmt: skip
+    first = reasoning_body(content=None, tool_calls=[add_call])
+    first["choices"][0]["finish_reason"] = "tool_calls"
+    route = mock.post("/chat/completions")
+    route.side_effect = [
+        httpx.Response(200, json=first),
+        httpx.Response(200, json=reasoning_body()),
+    ]
+    if mode == "sync":
+        with Client("openai:deepseek-reasoner", api_key=KEY) as client:
+            final = client.run_tools("2+2?", [add])
+    else:
+        from llmkit import AsyncClient
+
+        async with AsyncClient("openai:deepseek-reasoner", api_key=KEY) as aclient:
+            final = await aclient.run_tools("2+2?", [add])
+    assert (final.text, final.reasoning) == ("Hello!", THOUGHT)
+    sent = sent_json(route)["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["reasoning_content"] == THOUGHT and sent[1]["tool_calls"][0]["id"] == "call_1"
+    assert sent[2] == {"role": "tool", "content": "4", "tool_call_id": "call_1"}

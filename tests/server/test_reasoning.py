@@ -78,3 +78,19 @@ def test_invalid_effort_is_a_400_naming_the_parameter(serve: ServeFactory) -> No
         )
     assert "reasoning_effort" in str(info.value)
     assert served.fake.requests == []
+
+
+def test_completions_pass_the_effort_to_the_backend(serve: ServeFactory) -> None:
+    """The backend decides: a raw completion with an effort it cannot honour is a 400."""
+    served = serve(["ok"], api_key=API_KEY)
+    served.fake.reasoning_efforts = frozenset({"low"})
+    with sync_sdk(served.base_url) as sdk:
+        done = sdk.completions.create(
+            model="fake-model", prompt="Once", extra_body={"reasoning_effort": "low"}
+        )
+        assert done.choices[0].text == "ok"
+        with pytest.raises(openai.BadRequestError, match="'high' is not supported"):
+            sdk.completions.create(
+                model="fake-model", prompt="Once", extra_body={"reasoning_effort": "high"}
+            )
+    assert [r.params.reasoning_effort for r in served.fake.requests] == ["low"]

@@ -787,29 +787,20 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                 await asyncio.wait_for(done, wait)
             except asyncio.TimeoutError:
                 raise self._timeout(what, wait) from None
-            return self._with_reasoning(loaded, prepared, self._response(self._outcome(job, what)))
+            return self._reasoned(loaded, prepared, self._response(self._outcome(job, what)))
         finally:
             await self._arelease(job)
 
     # ------------------------------------------------------------------ public API
 
-    def _counter(self, loaded: LoadedModel) -> Callable[[str], int]:
-        return lambda text: len(self._encode(loaded, text, special=False))
-
-    def _with_reasoning(
+    def _reasoned(
         self, loaded: LoadedModel, prepared: _Prepared, response: ChatResponse
     ) -> ChatResponse:
-        """Move ``<think>`` reasoning out of a chat reply's text (see ``hf.reasoning``)."""
-        if prepared.think_inside is None:
-            return response
+        """A chat reply with its ``<think>`` reasoning moved out of the text."""
         return hf_reasoning.with_reasoning(response, prepared.think_inside, self._counter(loaded))
 
-    def _reasoning_filter(
-        self, loaded: LoadedModel, prepared: _Prepared
-    ) -> hf_reasoning.ReasoningFilter | None:
-        if prepared.think_inside is None:
-            return None
-        return hf_reasoning.ReasoningFilter(prepared.think_inside, self._counter(loaded))
+    def _counter(self, loaded: LoadedModel) -> Callable[[str], int]:
+        return lambda text: len(self._encode(loaded, text, special=False))
 
     @staticmethod
     def _with_tool_calls(request: AnyRequest, response: ChatResponse) -> ChatResponse:
@@ -852,7 +843,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         loaded = self._ensure_loaded()
         prepared = self._prepare(loaded, request)
         response = self._response(self._run_whole(loaded, [prepared])[0])
-        return self._with_tool_calls(request, self._with_reasoning(loaded, prepared, response))
+        return self._with_tool_calls(request, self._reasoned(loaded, prepared, response))
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         """Continue a raw prompt (no chat template): for base models such as a trained GPT-2."""
@@ -868,7 +859,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         loaded = self._ensure_loaded()
         prepared = self._prepare(loaded, request)
         events = self._stream_prepared(loaded, prepared)
-        thinking = self._reasoning_filter(loaded, prepared)
+        thinking = hf_reasoning.stream_filter(prepared.think_inside, self._counter(loaded))
         if thinking is not None:
             events = thinking.run(events)
         return self._filtered(events, self._tool_filter(request))
@@ -894,7 +885,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         """:meth:`stream` for asyncio: the worker thread feeds the loop, which never blocks."""
         loaded, prepared = await self._aprepare(request)
         tool_filter = self._tool_filter(request)
-        thinking = self._reasoning_filter(loaded, prepared)
+        thinking = hf_reasoning.stream_filter(prepared.think_inside, self._counter(loaded))
         # Close the inner generator explicitly: leaving it to the garbage collector would
         # let the generation run on after the caller's aclose().
         async with contextlib.aclosing(self._astream_prepared(loaded, prepared)) as events:
@@ -940,7 +931,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         rows = self._run_whole(loaded, [prepared[i] for i in order], budget_per_batch=True)
         results: list[ChatResponse | None] = [None] * len(prepared)
         for i, row in zip(order, rows, strict=True):
-            response = self._with_reasoning(loaded, prepared[i], self._response(row))
+            response = self._reasoned(loaded, prepared[i], self._response(row))
             results[i] = self._with_tool_calls(requests[i], response)
         return [r for r in results if r is not None]
 

@@ -47,6 +47,7 @@ from ...types import (
 __all__ = [
     "ReasoningFilter",
     "reasoning_key",
+    "stream_filter",
     "template_switch",
     "with_reasoning",
 ]
@@ -88,9 +89,12 @@ def reasoning_key(template: str | None) -> str | None:
 
 
 def with_reasoning(
-    response: ChatResponse, inside: bool, count: Callable[[str], int]
+    response: ChatResponse, inside: bool | None, count: Callable[[str], int]
 ) -> ChatResponse:
-    """``response`` with ``<think>`` reasoning moved out of its text (and counted)."""
+    """``response`` with ``<think>`` reasoning moved out of its text (and counted);
+    ``inside`` tells where the reply starts (``None``: a raw completion, left alone)."""
+    if inside is None:
+        return response
     reasoning, text = split_think(response.message.text, inside=inside)
     if reasoning is None and text == response.message.text:
         return response
@@ -98,6 +102,11 @@ def with_reasoning(
     if reasoning is not None:
         response.usage.reasoning_tokens = count(reasoning)
     return response
+
+
+def stream_filter(inside: bool | None, count: Callable[[str], int]) -> ReasoningFilter | None:
+    """The filter for a chat stream (``None`` for a raw completion's)."""
+    return None if inside is None else ReasoningFilter(inside, count)
 
 
 class ReasoningFilter:

@@ -2,8 +2,7 @@
 
 vLLM, llama.cpp server, Ollama's ``/v1``, ``transformers serve`` and ``llmkit serve`` all
 speak this wire format; they differ only in where they live. Payload building and parsing
-are the shared :mod:`llmkit.backends._openai_wire` code; this module adds the endpoints and
-the SSE framing (``data: [DONE]``, or none at all: a stream may simply end at EOF).
+are the shared :mod:`llmkit.backends._openai_wire` code; this module adds the endpoints.
 """
 
 from __future__ import annotations
@@ -11,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import ServerError
-from ...types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest, StreamEvent
+from ...types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest
 from .._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from .._openai_wire import (
-    ChunkDecoder,
+    StreamDecoder,
     ThinkTags,
     chat_payload,
     completion_payload,
@@ -24,33 +22,19 @@ from .._openai_wire import (
     parse_completion,
 )
 from ..base import Capabilities
-from .wire import BACKEND, Dialect, SSEParser, WireCall, guard, not_streamed
+from .wire import BACKEND, Dialect, WireCall, guard, not_streamed
 
 __all__ = ["OpenAIDialect", "OpenAIStreamParser"]
 
 
-class OpenAIStreamParser(SSEParser):
-    """``chat.completion.chunk`` (or streamed ``text_completion``) events → llmkit events."""
+class OpenAIStreamParser(StreamDecoder):
+    """``chat.completion.chunk`` (or streamed ``text_completion``) events → llmkit events:
+    the shared :class:`~llmkit.backends._openai_wire.StreamDecoder`, labelled ``rest``."""
+
+    __slots__ = ()
 
     def __init__(self, model: str, think_tags: ThinkTags = "auto") -> None:
-        super().__init__()
-        self._chunks = ChunkDecoder(backend=BACKEND, model=model, think_tags=think_tags)
-
-    def on_object(self, obj: Any, event: str) -> list[StreamEvent]:
-        if event == "error":
-            # llama.cpp and others send "event: error" with a payload of their own shape.
-            error = error_in_payload(obj, backend=BACKEND, model=self._chunks.model)
-            raise error or ServerError(
-                f"error event inside the stream: {obj!r}"[:300], backend=BACKEND, body=obj
-            )
-        return self._chunks.feed(obj)
-
-    def closing(self) -> list[StreamEvent]:
-        return self._chunks.finish()
-
-    def complete(self) -> bool:
-        # Servers that skip [DONE] still end with a finish_reason; that is enough.
-        return self.done or self._chunks.finish_reason is not None
+        super().__init__(backend=BACKEND, model=model, think_tags=think_tags)
 
 
 def _schema_as_json_object(payload: dict[str, Any]) -> None:
