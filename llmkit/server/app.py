@@ -2,8 +2,8 @@
 
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (each plain and
 streamed: a stream relays the backend's events as OpenAI chunks as they are generated),
-``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open) and
-``GET /openapi.json``. Whatever backend the client holds answers -- a local ``hf:`` model,
+``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open),
+``GET /openapi.json`` and the chat page at ``GET /`` (see ``_page``; ``ui=False`` drops it). Whatever backend the client holds answers -- a local ``hf:`` model,
 or ``openai:``/``rest:`` behind llmkit's retries and fallbacks.
 
 The pieces: request bodies are validated by the pydantic models of ``_schemas`` (which
@@ -40,6 +40,7 @@ from ._event_stream import DONE, EventStreamResponse, sse_event
 from ._limits import GenerationSlots
 from ._middleware import LOG_KEY, AccessLogMiddleware, BearerAuthMiddleware
 from ._openapi import openapi_document
+from ._page import PAGE_PATHS, page_routes
 from ._schemas import ChatCompletionRequest, CompletionRequestBody, RequestError, parse_body
 
 __all__ = [
@@ -341,6 +342,7 @@ def create_app(
     retry_after: float = 1.0,
     served_model: str | None = None,
     close_client: bool = False,
+    ui: bool = True,
 ) -> Starlette:
     """Build the OpenAI-compatible ASGI app that answers through ``client``.
 
@@ -359,6 +361,8 @@ def create_app(
         served_model: the model name clients use (default: the model part of the client's
             spec); the full spec (``"hf:smollm2"``) is accepted too.
         close_client: close ``client`` when the app shuts down (the app owns it).
+        ui: serve the chat page at ``/``. The page is static and open (a browser cannot send
+            a bearer header when it navigates); the API calls it makes need the key.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -389,7 +393,8 @@ def create_app(
 
     middleware = [Middleware(AccessLogMiddleware)]
     if api_key:
-        middleware.append(Middleware(BearerAuthMiddleware, api_key=api_key, open_paths=OPEN_PATHS))
+        open_paths = OPEN_PATHS | PAGE_PATHS if ui else OPEN_PATHS
+        middleware.append(Middleware(BearerAuthMiddleware, api_key=api_key, open_paths=open_paths))
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
@@ -398,6 +403,7 @@ def create_app(
             Route("/v1/models/{model:path}", server.get_model, methods=["GET"]),
             Route("/health", server.health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *(page_routes() if ui else ()),
         ],
         middleware=middleware,
         exception_handlers=exception_handlers(retry_after),
