@@ -70,6 +70,7 @@ def test_conversation_streams_and_continues(browser: Any, serve: ServeFactory) -
                     Reply("Second answer.", chunk_delay=0.02)])  # fmt: skip
     page = ChatPage(browser, served.base_url).open()
     assert page.js("return document.getElementById('model').value") == "fake-model"
+    assert not browser.find_element("id", "key-row").is_displayed()  # no key needed here
     page.set_settings(system="Be brief.", temperature="0.3", max_tokens="42")
     page.send("Hello there")
     first = page.last_reply()
@@ -184,7 +185,7 @@ def test_api_key_flow(browser: Any, serve: ServeFactory) -> None:
     served = serve(["Hello with a key."], api_key=API_KEY)
     page = ChatPage(browser, served.base_url).open(ready=False)
     wait_until(lambda: "401" in page.error(), message="the 401")
-    assert page.js("return document.getElementById('key-row').hidden") is False
+    assert browser.find_element("id", "key-row").is_displayed()
     page.fill("api-key", "wrong-key-0000")
     page.click("use-key")
     wait_until(lambda: "invalid API key" in page.error(), message="the refusal")
