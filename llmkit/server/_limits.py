@@ -9,6 +9,7 @@ up in memory, and so is a queued request still waiting after ``queue_timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from .._slots import AsyncSlots
@@ -32,8 +33,10 @@ class GenerationSlots:
         self.max_queue = max_queue
         self.queue_timeout = queue_timeout
         # Made on first use: AsyncSlots binds to the running loop, which the app is built
-        # before (uvicorn starts its loop later, in its own thread for run_in_thread).
+        # before (uvicorn starts its loop later, in its own thread for run_in_thread); made
+        # again when an idle app is served from another loop (one test client after another).
         self._slots: AsyncSlots | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def in_flight(self) -> int:
@@ -47,9 +50,10 @@ class GenerationSlots:
 
     async def acquire(self) -> None:
         """Take a slot, waiting in the queue if there is room; else raise :class:`Overloaded`."""
-        slots = self._slots
-        if slots is None:
-            slots = self._slots = AsyncSlots(self.max_in_flight)
+        slots, loop = self._slots, asyncio.get_running_loop()
+        if slots is None or (loop is not self._loop and slots.free == self.max_in_flight):
+            slots, self._loop = AsyncSlots(self.max_in_flight), loop
+            self._slots = slots
         # AsyncSlots keeps no queue while a slot is free, so `waiting` (a count over the
         # queue) is only paid for when every slot is taken.
         if slots.free == 0 and slots.waiting >= self.max_queue:

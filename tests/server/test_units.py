@@ -71,6 +71,25 @@ async def test_limiter_queue_timeout() -> None:
     assert limiter.queued == 0 and limiter.in_flight == 1
 
 
+def test_limiter_serves_one_loop_after_another() -> None:
+    # An app is served by one event loop after another (test clients, restarts): the queue
+    # must work on each, not only on the loop that used it first.
+    limiter = GenerationSlots(max_in_flight=1, max_queue=1, queue_timeout=5)
+
+    async def hand_over() -> None:
+        await limiter.acquire()
+        waiter = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.01)
+        assert limiter.queued == 1
+        limiter.release()
+        await asyncio.wait_for(waiter, 1)
+        limiter.release()
+        assert (limiter.in_flight, limiter.queued) == (0, 0)
+
+    asyncio.run(hand_over())
+    asyncio.run(hand_over())
+
+
 def test_limiter_rejects_bad_bounds() -> None:
     with pytest.raises(ValueError):
         GenerationSlots(0, 1, None)
