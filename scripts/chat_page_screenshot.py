@@ -42,9 +42,10 @@ def main() -> None:
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in FLAGS:
         options.add_argument(flag)
-    with tempfile.TemporaryDirectory() as profile, run_in_thread(
-        create_app(client, max_tokens_cap=96, close_client=True)
-    ) as base_url:
+    with (
+        tempfile.TemporaryDirectory() as profile,
+        run_in_thread(create_app(client, max_tokens_cap=96, close_client=True)) as base_url,
+    ):
         options.add_argument(f"--user-data-dir={profile}")
         service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
         driver = webdriver.Chrome(options=options, service=service)

@@ -33,7 +33,7 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 def sse_event(data: dict[str, Any]) -> bytes:
     """One ``data: {json}`` event."""
-    return b"data: " + _encode(data).encode() + b"\n\n"
+    return f"data: {_encode(data)}\n\n".encode()
 
 
 class EventStreamResponse(StreamingResponse):

@@ -62,7 +62,8 @@ class GenerationSlots:
                 f"{self.max_queue} queued; retry later"
             )
         timeout = self.queue_timeout
-        deadline = float("inf") if timeout is None else time.monotonic() + timeout
+        # With a slot free, acquire() takes it without looking at the deadline.
+        deadline = float("inf") if timeout is None or slots.free else time.monotonic() + timeout
         waiter = slots.acquire(deadline)
         if waiter is None:
             return

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from ..streaming import to_openai_chunk
-from ..types import ChatResponse, FinishEvent, StreamEvent, UsageEvent
+from ..types import ChatResponse, FinishEvent, UsageEvent
 
 __all__ = [
     "chat_chunk",
@@ -48,11 +48,10 @@ def chat_completion(response: ChatResponse, model: str) -> dict[str, Any]:
     return payload
 
 
-def chat_chunk(
-    event: StreamEvent, *, id: str, model: str, created: int, first: bool
-) -> dict[str, Any]:
-    """One ``chat.completion.chunk`` for a stream event (``first`` adds the role)."""
-    return to_openai_chunk(event, id=id, model=model, created=created, first=first)
+# One ``chat.completion.chunk`` for a stream event (``first`` adds the role):
+# chat_chunk(event, id=, model=, created=, first=). The shared converter itself, not a
+# wrapper around it: this runs once per streamed token.
+chat_chunk = to_openai_chunk
 
 
 def chat_finish_chunk(
