@@ -138,11 +138,10 @@ class _Server:
         kwargs = body.generation_kwargs(self.max_tokens_cap)
         if body.stream:
             return await self._stream_chat(request, body, messages, kwargs)
-        await self.limiter.acquire()
-        try:
-            response = await _unless_disconnected(request, self.client.chat(messages, **kwargs))
-        finally:
-            self.limiter.release()
+        # The client leaving, even while queued for a slot, cancels the call.
+        response = await _unless_disconnected(
+            request, self._in_slot(self.client.chat(messages, **kwargs))
+        )
         self._log(
             request,
             tokens=response.usage.total_tokens,
@@ -168,15 +167,9 @@ class _Server:
     ) -> Response:
         """Open ``stream`` in a generation slot and send ``chunks`` (its events as SSE) back;
         the slot is held until the stream ends, and a client that disconnects closes the
-        stream, which stops the generation (or releases the upstream connection)."""
-        await self.limiter.acquire()
-        try:
-            # Opening pulls the first event, so a failing backend is still an HTTP error.
-            await stream.__aenter__()
-        except BaseException:
-            self.limiter.release()
-            await stream.aclose()
-            raise
+        stream, which stops the generation (or releases the upstream connection) -- also
+        while it still waits for a slot or for the first event (a stop pressed early)."""
+        await _unless_disconnected(request, self._open_in_slot(stream))
         self.open_streams.add(stream)
 
         async def on_close(disconnected: bool) -> None:
@@ -190,6 +183,32 @@ class _Server:
                 logger.info("client disconnected mid-stream; generation stopped")
 
         return EventStreamResponse(chunks, on_close=on_close)
+
+    async def _open_in_slot(self, stream: AsyncStream) -> None:
+        try:
+            await self.limiter.acquire()
+        except BaseException:
+            await stream.aclose()
+            raise
+        try:
+            # Opening pulls the first event, so a failing backend is still an HTTP error.
+            await stream.__aenter__()
+        except BaseException:
+            self.limiter.release()
+            await stream.aclose()
+            raise
+
+    async def _in_slot(self, call: Awaitable[T]) -> T:
+        """Await ``call`` in a generation slot (queueing for one first)."""
+        try:
+            await self.limiter.acquire()
+        except BaseException:
+            _discard(call)
+            raise
+        try:
+            return await call
+        finally:
+            self.limiter.release()
 
     async def _chat_chunks(
         self, request: Request, stream: AsyncStream, include_usage: bool
@@ -240,11 +259,9 @@ class _Server:
             return await self._serve_stream(
                 request, stream, self._completion_chunks(request, stream, body.include_usage)
             )
-        await self.limiter.acquire()
-        try:
-            response = await _unless_disconnected(request, self.client.complete(prompt, **kwargs))
-        finally:
-            self.limiter.release()
+        response = await _unless_disconnected(
+            request, self._in_slot(self.client.complete(prompt, **kwargs))
+        )
         self._log(
             request,
             tokens=response.usage.total_tokens,
@@ -306,28 +323,44 @@ def _default_served_name(model: str) -> str:
     return model
 
 
-async def _unless_disconnected(request: Request, call: Awaitable[T]) -> T:
-    """Await ``call``, cancelling it (which stops a local generation) if the client leaves."""
-    task = asyncio.ensure_future(call)
+def _discard(call: Awaitable[Any]) -> None:
+    """Close a coroutine that will never be awaited (no "never awaited" warning)."""
+    close = getattr(call, "close", None)
+    if close is not None:
+        close()
 
-    async def disconnected() -> None:
+
+async def _unless_disconnected(request: Request, call: Awaitable[T]) -> T:
+    """Await ``call`` in this task, cancelling it (which stops a local generation, or gives
+    up a place in the slot queue) if the client leaves first: then :class:`ClientGone`.
+
+    The call runs inline and only the watcher is a task of its own: one task per request
+    rather than two, as this is on every request's path.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
         # The body has been read: the next message is the disconnect (or the response end).
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        left = True
+        task.cancel()
 
-    watcher = asyncio.ensure_future(disconnected())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # the server is shutting down: stop the generation too
+        return await call
+    except asyncio.CancelledError:
+        if not left:
+            raise  # the server is shutting down: the call stopped, and so does the request
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: undo our own cancel()
+        if uncancel is not None:
+            uncancel()
+        raise ClientGone from None
+    finally:
         watcher.cancel()
-        task.cancel()
-        raise
-    watcher.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.wait({task})
-        raise ClientGone
-    return task.result()
 
 
 def create_app(
