@@ -34,7 +34,6 @@ __all__ = [
     "ErrorReply",
     "UnknownModel",
     "error_reply_for",
-    "error_response",
     "exception_handlers",
     "retry_after_header",
 ]
@@ -71,19 +70,6 @@ class ErrorReply:
     def sse_bytes(self) -> bytes:
         """This error as one SSE event (sent when a stream fails after it started)."""
         return b"data: " + json.dumps(self.body()).encode() + b"\n\n"
-
-
-def error_response(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """Shortcut: an OpenAI-shaped error response."""
-    return ErrorReply(status, message, type, param, code, dict(headers or {})).response()
 
 
 def retry_after_header(seconds: float | None, default: float = 1.0) -> dict[str, str]:

@@ -179,6 +179,23 @@ def test_error_table_never_leaks_secrets_or_internals() -> None:
     assert error_reply_for(errors.ServerError("x", status_code=503)).headers["retry-after"] == "1"
 
 
+def test_error_status_follows_the_class_hierarchy() -> None:
+    # A subclass the table does not name (a backend's own, one added later) gets the status
+    # of its nearest listed ancestor, as Starlette's handlers are looked up.
+    class SlowUpstream(errors.TimeoutError):
+        pass
+
+    class TooLongForThisModel(errors.ContextLengthError):
+        pass
+
+    assert (
+        error_reply_for(SlowUpstream("late")).status,
+        error_reply_for(SlowUpstream("late")).code,
+    ) == (504, "timeout")
+    reply = error_reply_for(TooLongForThisModel("long", status_code=400))
+    assert (reply.status, reply.code) == (400, "context_length_exceeded")
+
+
 def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
