@@ -3,8 +3,9 @@
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (each plain and
 streamed: a stream relays the backend's events as OpenAI chunks as they are generated),
 ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open),
-``GET /openapi.json`` and the chat page at ``GET /`` (see ``_page``; ``ui=False`` drops it). Whatever backend the client holds answers -- a local ``hf:`` model,
-or ``openai:``/``rest:`` behind llmkit's retries and fallbacks.
+``GET /openapi.json`` and the chat page at ``GET /`` (see ``_page``; ``ui=False`` drops
+it). Whatever backend the client holds answers -- a local ``hf:`` model, or
+``openai:``/``rest:`` behind llmkit's retries and fallbacks.
 
 The pieces: request bodies are validated by the pydantic models of ``_schemas`` (which
 also write ``/openapi.json``, see ``_openapi``); replies are shaped in ``_wire``; every
