@@ -1,5 +1,9 @@
-"""What the server sends, in OpenAI's wire shapes: every conversion from an llmkit
-:class:`~llmkit.ChatResponse` or stream event to an OpenAI-shaped dict is in this module.
+"""What the server sends, in OpenAI's wire shapes: the server turns every llmkit
+:class:`~llmkit.ChatResponse` and stream event into an OpenAI-shaped dict through this
+module, and nowhere else. The chat shapes delegate to the converters the rest of llmkit
+uses (``ChatResponse.to_openai``, ``streaming.to_openai_chunk``), so a field added there
+(``reasoning_content``, say) reaches the server's replies too; the text-completion shapes
+exist only here.
 
 Plain dicts, not the pydantic models of :mod:`._schemas`: building and validating a model
 per stream chunk would cost more than the JSON encoding itself. The models describe these
