@@ -189,12 +189,19 @@ class _Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CompletionTokensDetails(_Reply):
+    reasoning_tokens: int | None = Field(
+        default=None, description="How many of the completion tokens were reasoning."
+    )
+
+
 class Usage(_Reply):
     """Token counts (estimated when the backend reports none)."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class FunctionCall(_Reply):

@@ -5,6 +5,7 @@ only, handles the API key and shows errors."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -229,6 +230,26 @@ def test_failure_mid_reply_is_shown(browser: Any, serve: ServeFactory) -> None:
     reply = page.last_reply()
     assert reply["state"] == "error" and reply["text"] == "one two "
     assert "failed mid-reply: upstream broke" in page.error()
+
+
+_FAKE_REASONS = any(f.name == "reasoning" for f in dataclasses.fields(Reply))
+
+
+@pytest.mark.skipif(
+    not _FAKE_REASONS, reason="needs Reply(reasoning=...) (issue 12's branch); runs once merged"
+)
+def test_reasoning_from_llmkit_serve(browser: Any, serve: ServeFactory) -> None:
+    # The real server end to end: the fake backend's reasoning arrives as ReasoningDelta
+    # events, the server sends them as delta.reasoning_content, the page shows them apart.
+    thinking = 'Divisors up to 9 only. <img src=t onerror="window.__xss = 8">'
+    scripted: dict[str, Any] = {"text": "97 is prime.", "reasoning": thinking}
+    served = serve([Reply(**scripted, chunk_delay=0.02)])
+    page = ChatPage(browser, served.base_url).open()
+    page.send("Is 97 prime?")
+    reply = page.last_reply()
+    assert (reply["state"], reply["text"]) == ("done", "97 is prime.")
+    assert reply["reasoningShown"] is True and reply["reasoning"] == thinking
+    assert page.js("return document.querySelectorAll('img').length") == 0
 
 
 # ---------------------------------------------------------------------------- scripted API
