@@ -292,6 +292,9 @@ def scripted() -> Iterator[tuple[str, list[str]]]:
                     yield _sse({"content": piece})
                     await asyncio.sleep(0.05)
                 yield b"data: [DONE]\n\n"
+            elif kind == "garbage":  # an event that is not JSON
+                yield _sse({"role": "assistant", "content": "odd "})
+                yield b"data: {not json\n\n"
             elif kind == "truncated":  # the stream ends cleanly, but without [DONE]
                 yield _sse({"role": "assistant", "content": "cut "})
             else:  # "drop": the server dies mid-reply (uvicorn aborts the connection)
@@ -349,6 +352,11 @@ def test_dropped_connection_is_shown(browser: Any, scripted: tuple[str, list[str
     reply = page.last_reply()
     assert reply["state"] == "error" and reply["text"] == "cut "
     assert "before the reply was complete" in page.error()
+    script[:] = ["garbage"]
+    page.send("And now?")
+    wait_until(lambda: len(page.replies()) == 3, message="the third reply")
+    assert page.last_reply()["text"] == "odd "
+    assert "failed mid-reply: the server sent an event that is not JSON" in page.error()
 
 
 def test_server_gone_is_shown(browser: Any) -> None:

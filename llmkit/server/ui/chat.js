@@ -226,7 +226,12 @@
           .join("\n");
         if (!data) continue;
         if (data === "[DONE]") return true;
-        const event = JSON.parse(data);
+        let event;
+        try {
+          event = JSON.parse(data);
+        } catch (_) {
+          throw new StreamError("the server sent an event that is not JSON");
+        }
         if (event.error) throw new StreamError(event.error.message || "the server failed mid-reply");
         const choice = (event.choices || [])[0];
         if (!choice) continue; // the usage chunk
@@ -288,7 +293,9 @@
           note = "The connection dropped before the reply was complete.";
         }
       } else {
-        const message = (await response.json()).choices[0].message;
+        const whole = await response.json().catch(() => null);
+        const message = whole && whole.choices && whole.choices[0] && whole.choices[0].message;
+        if (!message) throw new StreamError("the server's reply holds no message");
         reply.addReasoning(message.reasoning_content);
         reply.addText(message.content);
       }
