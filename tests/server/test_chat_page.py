@@ -76,7 +76,7 @@ def test_conversation_streams_and_continues(browser: Any, serve: ServeFactory) -
     page.send("Hello there")
     first = page.last_reply()
     assert first == {**first, "state": "done", "text": "First answer, streamed word by word."}
-    page.send("And then?")
+    page.fill("prompt", "And then?\n")  # Enter sends, as the placeholder says
     wait_until(lambda: len(page.replies()) == 2, message="the second reply")
     second = page.last_reply()
     assert second["text"] == "Second answer." and second["state"] == "done"
