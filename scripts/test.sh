@@ -20,6 +20,32 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 CMAKE_ARGS="-DGGML_NATIVE=OFF" .venv-llamacpp/bin/pip install -q "llama-cpp-python[server]==0.3.36"
 export LLMKIT_LLAMA_CPP_PYTHON="$PWD/.venv-llamacpp/bin/python"
 
+# The chat page's browser tests drive Debian's chromium through its chromedriver (selenium,
+# in the dev extra, never downloads a browser). Install them when missing; when that is
+# impossible the browser tests are skipped, and this says so loudly. When they are present,
+# LLMKIT_REQUIRE_BROWSER=1 turns any failure to start the browser into a test failure.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "== installing chromium and chromium-driver (for the chat page's browser tests)"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+    if command -v apt-get >/dev/null; then
+        $SUDO apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver \
+            || true
+    fi
+fi
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    export LLMKIT_REQUIRE_BROWSER=1
+else
+    {
+        echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+        echo "!!! chromium / chromium-driver could not be installed: the chat page's BROWSER TESTS"
+        echo "!!! (tests/server/test_chat_page.py) WILL BE SKIPPED. Install them with:"
+        echo "!!!     apt-get install chromium chromium-driver"
+        echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+    } >&2
+fi
+
 echo "== ruff"
 .venv/bin/ruff check llmkit tests benchmarks examples
 .venv/bin/ruff format --check llmkit tests benchmarks examples
@@ -28,7 +54,12 @@ echo "== mypy"
 echo "== docs"
 .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
 echo "== pytest"
-.venv/bin/pytest -q -m "slow or not slow" "$@"
+# -rs: the reason of every skipped test is printed (a skipped browser test shows up).
+.venv/bin/pytest -q -rs -m "slow or not slow" "$@"
+
+if [ "${LLMKIT_REQUIRE_BROWSER:-}" != 1 ]; then
+    echo "!!! REMINDER: the chat page's browser tests were SKIPPED (no chromium, see above)" >&2
+fi
 
 if [ -d tests/openai ]; then
     echo "== openai 2.x"

@@ -6,6 +6,7 @@
 >>> with run_in_thread(app) as base_url:                            # doctest: +SKIP
 ...     ...  # POST f"{base_url}/v1/chat/completions"
 
+The app also serves a chat page at ``/`` (``create_app(..., ui=False)`` turns it off).
 Needs the ``server`` extra (Starlette and uvicorn): ``pip install "llmkit[server]"``.
 ``import llmkit`` never imports this package.
 """
