@@ -103,8 +103,19 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_model_options(parser: argparse.ArgumentParser, *, positional: bool) -> None:
-    if positional:
+def _add_model_options(
+    parser: argparse.ArgumentParser, *, positional: bool, many: bool = False
+) -> None:
+    if positional and many:
+        parser.add_argument(
+            "specs",
+            nargs="*",
+            metavar="SPEC",
+            help="the model(s) as 'backend:model'; several are served side by side, each "
+            "request routed by its 'model' (default: LLMKIT_MODEL, the config file, then "
+            "hf:smollm2)",
+        )
+    elif positional:
         parser.add_argument(
             "spec",
             nargs="?",
@@ -182,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/v1/models and /health, with a chat page at / (--no-ui turns it off). Needs the "
         "'server' extra.",
     )
-    _add_model_options(serve, positional=True)
+    _add_model_options(serve, positional=True, many=True)
     serve.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
@@ -449,6 +460,29 @@ def _interactive(client: Client, args: argparse.Namespace, kwargs: dict[str, Any
 # ---------------------------------------------------------------------------- serve
 
 
+def _serve_clients(args: argparse.Namespace) -> dict[str, AsyncClient]:
+    """The clients ``llmkit serve`` answers with, by served name."""
+    from .server.app import _default_served_name
+
+    specs: list[str] = args.specs
+    if len(specs) <= 1:
+        args.spec = specs[0] if specs else None
+        client = _make_client(AsyncClient, args)
+        return {args.served_model or _default_served_name(client.model): client}
+    if args.config or args.profile:
+        raise UsageError("serve several models by spec, or one profile with --config/--profile")
+    if args.served_model:
+        raise UsageError("--served-model names a single model; several are served by their names")
+    clients: dict[str, AsyncClient] = {}
+    for spec in specs:
+        client = AsyncClient(spec)
+        name = _default_served_name(client.model)
+        if name in clients:
+            raise UsageError(f"two models would be served as {name!r}; serve each name once")
+        clients[name] = client
+    return clients
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .server import create_app, is_loopback, serve_app
@@ -468,8 +502,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"warning: serving on {args.host} without an API key: anyone who can reach this "
             f"port can use the model (pass --api-key or set {ENV_SERVER_API_KEY})\n"
         )
-    client = _make_client(AsyncClient, args)
-    _load_backend(client)
+    clients = _serve_clients(args)
+    for client in clients.values():
+        _load_backend(client)
     limits = {
         "max_in_flight": args.max_in_flight,
         "max_queue": args.max_queue,
@@ -477,17 +512,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "max_body_bytes": args.max_body_bytes,
     }
     app = create_app(
-        client,
+        clients,
         api_key=api_key,
-        served_model=args.served_model,
         close_client=True,
         ui=not args.no_ui,
         **{k: v for k, v in limits.items() if v is not None},
     )
-    served = app.state.llmkit.served_model
+    served = ", ".join(f"{c.backend.spec!r} as {name!r}" for name, c in clients.items())
     sys.stderr.write(
-        f"llmkit: serving {client.backend.spec!r} as {served!r} on "
-        f"http://{args.host}:{args.port}/v1"
+        f"llmkit: serving {served} on http://{args.host}:{args.port}/v1"
         f"{' (API key required)' if api_key else ''}\n"
     )
     if not args.no_ui:

@@ -53,6 +53,7 @@ __all__ = ["Backend", "BaseBackend", "Capabilities", "validate_options"]
 class Capabilities:
     """What a backend can do; the client checks these before sending anything."""
 
+    chat: bool = True  # chat()/complete(): False for embedding-only models
     streaming: bool = True
     tools: bool = False
     structured_output: bool = False  # honours a JSON-schema response_format natively

@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_TOKENS_CAP",
     "DEFAULT_QUEUE_TIMEOUT",
+    "ServedModel",
     "create_app",
 ]
 
@@ -65,26 +67,57 @@ OPEN_PATHS = frozenset({"/health"})
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """One model of the server: the name clients use, and the client that answers it."""
+
+    name: str
+    client: AsyncClient
+    created: int
+
+    @property
+    def aliases(self) -> set[str]:
+        """The names a request may use: the served name, the model and the full spec."""
+        return {self.name, self.client.model, self.client.backend.spec}
+
+    @property
+    def chats(self) -> bool:
+        return self.client.backend.capabilities.chat
+
+    @property
+    def embeds(self) -> bool:
+        return self.client.backend.capabilities.embeddings
+
+
 class _Server:
-    """The state behind the routes: the client, the limits and the served names."""
+    """The state behind the routes: the served models, the limits, the open streams.
+
+    Each request is routed by its ``model`` to one served model (the first is the default
+    that ``self.client`` / ``self.served_model`` name); generations of every model share the
+    one set of slots, since they share the machine."""
 
     def __init__(
         self,
-        client: AsyncClient,
+        clients: Mapping[str, AsyncClient],
         *,
-        served_model: str | None,
         max_body_bytes: int,
         max_tokens_cap: int | None,
         limiter: GenerationSlots,
     ) -> None:
-        self.client = client
-        self.served_model = served_model or _default_served_name(client.model)
-        backend = client.backend
-        self.accepted_models = {self.served_model, client.model, backend.spec}
+        self.created = int(time.time())
+        self.models = {
+            name: ServedModel(name, client, self.created) for name, client in clients.items()
+        }
+        first = next(iter(self.models.values()))
+        self.client, self.served_model = first.client, first.name
+        self._routes: dict[str, ServedModel] = {}
+        for model in reversed(self.models.values()):  # a served name wins over an alias
+            self._routes.update(dict.fromkeys(model.aliases, model))
+        for model in self.models.values():
+            self._routes[model.name] = model
         self.max_body_bytes = max_body_bytes
         self.max_tokens_cap = max_tokens_cap
         self.limiter = limiter
-        self.created = int(time.time())
         self.open_streams: set[AsyncStream] = set()
 
     # -- helpers ------------------------------------------------------------------------
@@ -109,17 +142,31 @@ class _Server:
         except (UnicodeDecodeError, ValueError):
             raise RequestError("the request body is not valid JSON (UTF-8 expected)") from None
 
-    def _check_model(self, name: str) -> None:
-        if name not in self.accepted_models:
+    def route(self, name: str) -> ServedModel:
+        """The served model a request names; :class:`UnknownModel` (404) lists them."""
+        model = self._routes.get(name)
+        if model is None:
+            served = ", ".join(repr(m) for m in self.models)
             raise UnknownModel(
-                f"the model {name!r} does not exist on this server; it serves {self.served_model!r}"
+                f"the model {name!r} does not exist on this server; it serves {served}"
             )
+        return model
 
-    def _model_card(self) -> dict[str, Any]:
+    def route_chat(self, name: str) -> ServedModel:
+        model = self.route(name)
+        if not model.chats:
+            raise RequestError(
+                f"the model {model.name!r} is an embedding model: send it to /v1/embeddings; "
+                f"models that chat here: {', '.join(repr(m.name) for m in self.models.values() if m.chats) or 'none'}"
+            )
+        return model
+
+    @staticmethod
+    def _model_card(model: ServedModel) -> dict[str, Any]:
         return {
-            "id": self.served_model,
+            "id": model.name,
             "object": "model",
-            "created": self.created,
+            "created": model.created,
             "owned_by": "llmkit",
         }
 
@@ -134,33 +181,34 @@ class _Server:
     async def chat_completions(self, request: Request) -> Response:
         """``POST /v1/chat/completions``."""
         body = parse_body(ChatCompletionRequest, await self._read_json(request))
-        self._check_model(body.model)
+        model = self.route_chat(body.model)
         messages = body.chat_messages()
         kwargs = body.generation_kwargs(self.max_tokens_cap)
         if body.stream:
-            return await self._stream_chat(request, body, messages, kwargs)
+            return await self._stream_chat(request, model, body, messages, kwargs)
         # The client leaving, even while queued for a slot, cancels the call.
         response = await _unless_disconnected(
-            request, self._in_slot(self.client.chat(messages, **kwargs))
+            request, self._in_slot(model.client.chat(messages, **kwargs))
         )
         self._log(
             request,
             tokens=response.usage.total_tokens,
             upstream_request_id=response.request_id,
         )
-        payload = _wire.chat_completion(response, self.served_model)
+        payload = _wire.chat_completion(response, model.name)
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
 
     async def _stream_chat(
         self,
         request: Request,
+        model: ServedModel,
         body: ChatCompletionRequest,
         messages: list[Any],
         kwargs: dict[str, Any],
     ) -> Response:
-        stream = self.client.stream(messages, **kwargs)  # validates the arguments now
+        stream = model.client.stream(messages, **kwargs)  # validates the arguments now
         return await self._serve_stream(
-            request, stream, self._chat_chunks(request, stream, body.include_usage)
+            request, stream, self._chat_chunks(request, stream, model.name, body.include_usage)
         )
 
     async def _serve_stream(
@@ -212,9 +260,9 @@ class _Server:
             self.limiter.release()
 
     async def _chat_chunks(
-        self, request: Request, stream: AsyncStream, include_usage: bool
+        self, request: Request, stream: AsyncStream, model: str, include_usage: bool
     ) -> AsyncIterator[bytes]:
-        chunk_id, created, model = new_response_id(), int(time.time()), self.served_model
+        chunk_id, created = new_response_id(), int(time.time())
         first, finished = True, False
         try:
             async for event in stream:
@@ -252,29 +300,31 @@ class _Server:
         final chunk carries the finish reason; usage follows when
         ``stream_options.include_usage`` is set; then ``data: [DONE]``)."""
         body = parse_body(CompletionRequestBody, await self._read_json(request))
-        self._check_model(body.model)
+        model = self.route_chat(body.model)
         prompt = body.prompt_text()
         kwargs = body.generation_kwargs(self.max_tokens_cap)
         if body.stream:
-            stream = self.client.stream_complete(prompt, **kwargs)  # validates the arguments
+            stream = model.client.stream_complete(prompt, **kwargs)  # validates the arguments
             return await self._serve_stream(
-                request, stream, self._completion_chunks(request, stream, body.include_usage)
+                request,
+                stream,
+                self._completion_chunks(request, stream, model.name, body.include_usage),
             )
         response = await _unless_disconnected(
-            request, self._in_slot(self.client.complete(prompt, **kwargs))
+            request, self._in_slot(model.client.complete(prompt, **kwargs))
         )
         self._log(
             request,
             tokens=response.usage.total_tokens,
             upstream_request_id=response.request_id,
         )
-        payload = _wire.text_completion(response, self.served_model)
+        payload = _wire.text_completion(response, model.name)
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
 
     async def _completion_chunks(
-        self, request: Request, stream: AsyncStream, include_usage: bool
+        self, request: Request, stream: AsyncStream, model: str, include_usage: bool
     ) -> AsyncIterator[bytes]:
-        chunk_id, created, model = _wire.completion_id(), int(time.time()), self.served_model
+        chunk_id, created = _wire.completion_id(), int(time.time())
         try:
             # One chunk per text delta; the finish reason (and usage, when asked for) come
             # from the accumulated response once the stream has ended.
@@ -299,12 +349,12 @@ class _Server:
 
     async def list_models(self, request: Request) -> Response:
         """``GET /v1/models``."""
-        return JSONResponse({"object": "list", "data": [self._model_card()]})
+        cards = [self._model_card(model) for model in self.models.values()]
+        return JSONResponse({"object": "list", "data": cards})
 
     async def get_model(self, request: Request) -> Response:
         """``GET /v1/models/{model}``."""
-        self._check_model(request.path_params["model"])
-        return JSONResponse(self._model_card())
+        return JSONResponse(self._model_card(self.route(request.path_params["model"])))
 
     async def health(self, request: Request) -> Response:
         """``GET /health``: open even when an API key is set; says nothing sensitive."""
@@ -365,7 +415,7 @@ async def _unless_disconnected(request: Request, call: Awaitable[T]) -> T:
 
 
 def create_app(
-    client: AsyncClient,
+    client: AsyncClient | Mapping[str, AsyncClient],
     *,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -382,7 +432,8 @@ def create_app(
 
     Args:
         client: the :class:`~llmkit.AsyncClient` every request goes through (its retries,
-            fallbacks and timeouts apply).
+            fallbacks and timeouts apply), or several as ``{served name: client}``: each
+            request goes to the one its ``model`` names (the first is listed first).
         api_key: when set, every endpoint but ``/health`` requires
             ``Authorization: Bearer <api_key>``.
         max_body_bytes: larger request bodies are refused with 413.
@@ -392,9 +443,9 @@ def create_app(
         max_queue: requests allowed to wait for a slot; beyond it the server answers 429
             with ``Retry-After`` (so does a request still queued after ``queue_timeout``).
         retry_after: the ``Retry-After`` seconds sent with a 429 of the server's own.
-        served_model: the model name clients use (default: the model part of the client's
-            spec); the full spec (``"hf:smollm2"``) is accepted too.
-        close_client: close ``client`` when the app shuts down (the app owns it).
+        served_model: the model name clients use for a single client (default: the model
+            part of the client's spec); the full spec (``"hf:smollm2"``) is accepted too.
+        close_client: close the client(s) when the app shuts down (the app owns them).
         ui: serve the chat page at ``/``. The page is static and open (a browser cannot send
             a bearer header when it navigates); the API calls it makes need the key.
     """
@@ -402,10 +453,17 @@ def create_app(
         raise ValueError("max_body_bytes must be positive")
     if max_tokens_cap is not None and max_tokens_cap < 1:
         raise ValueError("max_tokens_cap must be positive (or None)")
+    if isinstance(client, Mapping):
+        if served_model is not None:
+            raise ValueError("served_model names a single client; key the mapping by name")
+        if not client:
+            raise ValueError("give at least one client to serve")
+        clients = dict(client)
+    else:
+        clients = {served_model or _default_served_name(client.model): client}
     limiter = GenerationSlots(max_in_flight, max_queue, queue_timeout)
     server = _Server(
-        client,
-        served_model=served_model,
+        clients,
         max_body_bytes=max_body_bytes,
         max_tokens_cap=max_tokens_cap,
         limiter=limiter,
@@ -417,13 +475,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        logger.info("serving %r as %r", client.backend.spec, server.served_model)
+        for model in server.models.values():
+            logger.info("serving %r as %r", model.client.backend.spec, model.name)
         try:
             yield
         finally:
             await server.close_streams()
             if close_client:
-                await client.aclose()
+                for model in server.models.values():
+                    await model.client.aclose()
 
     middleware = [Middleware(AccessLogMiddleware)]
     if api_key:

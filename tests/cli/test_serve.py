@@ -107,3 +107,32 @@ def test_serve_warns_without_key_on_public_interface(
     assert result.returncode == 1
     assert "without an API key" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_several_models(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:first", "fake:second",
+         "--port", str(port), "--graceful-timeout", "1", "--no-ui"],
+        cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        models = httpx.get(f"{url}/v1/models").json()["data"]
+        assert [m["id"] for m in models] == ["first", "second"]
+        body = {"model": "second", "messages": [{"role": "user", "content": "routed"}]}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body).json()
+        assert reply["model"] == "second" and reply["choices"][0]["message"]["content"] == "routed"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    assert "'fake:first' as 'first', 'fake:second' as 'second'" in stderr
+
+
+def test_serve_refuses_two_models_with_one_name(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:same", "fake:same"],
+        cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0 and "served as 'same'" in result.stderr

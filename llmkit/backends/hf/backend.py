@@ -258,6 +258,10 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
             structured_output=hf_structured.available(),
             embeddings=self.source.kind == "folder" and is_embedding_folder(self.source.location),
         )
+        if self.capabilities.embeddings:  # a sentence-transformers folder embeds, never chats
+            self.capabilities = dataclasses.replace(
+                self.capabilities, chat=False, streaming=False, completion=False, tools=False
+            )
         self._grammars: hf_structured.GrammarFactory | None = None
         self._load_lock = threading.Lock()
         # One generate() at a time: the model and its KV caches are not shareable.
@@ -275,7 +279,10 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
 
     def load(self) -> HuggingFaceBackend:
         """Load the model now (otherwise the first call does); returns the backend."""
-        self._ensure_loaded()
+        if self.capabilities.chat:
+            self._ensure_loaded()
+        else:
+            self._embedder()
         return self
 
     @property
@@ -297,7 +304,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         loaded = self._loaded
         if loaded is not None:
             return loaded
-        if self.capabilities.embeddings:
+        if not self.capabilities.chat:
             raise UnsupportedFeatureError(
                 f"hf:{self.model} is an embedding model: call embed() on it, and use a chat "
                 "model (e.g. hf:smollm2) for chat and completion"
