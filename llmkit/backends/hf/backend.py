@@ -75,9 +75,11 @@ from ...types import (
     new_response_id,
 )
 from ..base import BaseBackend, Capabilities, validate_options
+from . import runtime
 from . import structured as hf_structured
 from . import tools as hf_tools
 from .batching import BatchScheduler, Job
+from .compiled import StaticCaches, static_cache_kwarg
 from .generation import (
     GenerationControl,
     IncrementalDecoder,
@@ -117,12 +119,22 @@ class HuggingFaceSettings(BaseModel):
     """Where converted GGUF models are kept; default ``$LLMKIT_CACHE_DIR`` or ``~/.cache/llmkit``."""
     progress: bool = True
     """Show a progress bar (on stderr) while a GGUF file is converted the first time."""
-    max_batch_size: int = Field(default=16, ge=1)
+    max_batch_size: int | None = Field(default=None, ge=1)
     """The most requests in one generate() call: :meth:`HuggingFaceBackend.batch`, and
-    concurrent independent calls, which are batched dynamically."""
+    concurrent independent calls, which are batched dynamically. Default: 64 on CUDA, 16
+    elsewhere (see :mod:`llmkit.backends.hf.runtime`)."""
     batch_window: float = Field(default=0.005, ge=0)
     """Seconds an idle model waits for more requests before it starts a batch, so requests
     arriving together share it (0: start at once)."""
+    compile: bool = False
+    """Decode single streams with a static KV cache, which transformers compiles with
+    ``torch.compile`` (CUDA graphs) on CUDA; cache lengths are bucketed (powers of two) so
+    each bucket compiles once, on its first call (see :attr:`HuggingFaceBackend.compile_warmups`).
+    On a CPU the static cache runs uncompiled. Batches of several rows stay dynamic."""
+    cudnn_attention: bool = False
+    """Let PyTorch's SDPA use cuDNN attention while llmkit generates on CUDA. Off by default:
+    its per-thread plan cache made every decoding step of llmkit's worker thread rebuild a
+    plan (3x slower, see :mod:`llmkit.backends.hf.runtime`)."""
 
 
 @dataclass
@@ -249,10 +261,13 @@ class HuggingFaceBackend(BaseBackend):
         self._generate_lock = threading.Lock()
         # Fast tokenizers are Rust objects that refuse concurrent mutable use.
         self._tokenizer_lock = threading.RLock()
+        # compile=True: static KV caches by length bucket (see .compiled).
+        self._static: StaticCaches | None = None
+        self._static_model: Any = None
         # Concurrent requests share generate() calls (see .batching).
         self._scheduler: BatchScheduler[tuple[LoadedModel, _Prepared]] = BatchScheduler(
             self._run_batch,
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=self.settings.max_batch_size or runtime.default_max_batch_size("cpu"),
             window=self.settings.batch_window,
         )
 
@@ -304,6 +319,10 @@ class HuggingFaceBackend(BaseBackend):
                     loaded.dtype,
                     time.perf_counter() - start,
                 )
+                if s.max_batch_size is None:
+                    self._scheduler.max_batch_size = runtime.default_max_batch_size(
+                        str(loaded.device)
+                    )
                 self._loaded = loaded
             return self._loaded
 
@@ -519,9 +538,19 @@ class HuggingFaceBackend(BaseBackend):
             with self._generate_lock:
                 input_ids = torch.tensor(ids, dtype=torch.long, device=loaded.device)
                 attention_mask = torch.tensor(mask, dtype=torch.long, device=loaded.device)
-                with torch.inference_mode():
+                with (
+                    torch.inference_mode(),
+                    runtime.generation_attention(
+                        str(loaded.device), allow_cudnn=self.settings.cudnn_attention
+                    ),
+                ):
                     if first.seed is not None:
                         torch.manual_seed(first.seed)
+                    # Taken (and reset) here: its tensors are inference tensors.
+                    static = self._static_cache(loaded, group)
+                    if static is not None:
+                        kwargs[static_cache_kwarg(loaded.model)] = static[1]
+                    started = time.perf_counter()
                     loaded.model.generate(
                         input_ids=input_ids,
                         attention_mask=attention_mask,
@@ -529,6 +558,8 @@ class HuggingFaceBackend(BaseBackend):
                         stopping_criteria=StoppingCriteriaList([control]),
                         **kwargs,
                     )
+                    if static is not None and self._static is not None:
+                        self._static.record(static[0], time.perf_counter() - started)
             control.finalize()
         except LLMError:
             raise
@@ -542,6 +573,27 @@ class HuggingFaceBackend(BaseBackend):
                 backend=self.name,
                 model=self.model,
             ) from exc
+
+    def _static_cache(self, loaded: LoadedModel, group: Sequence[_Prepared]) -> Any:
+        """``(length, cache)``: the reset static cache a single row decodes with when
+        ``compile=True`` (see :mod:`llmkit.backends.hf.compiled`), else ``None``."""
+        if not self.settings.compile or len(group) != 1:
+            return None
+        if self._static is None or self._static_model is not loaded.model:
+            context = getattr(loaded.model.config, "max_position_embeddings", None)
+            self._static = StaticCaches(
+                loaded.model, context=context if isinstance(context, int) else None
+            )
+            self._static_model = loaded.model
+        p = group[0]
+        return self._static.take(len(p.input_ids) + p.max_new_tokens)
+
+    @property
+    def compile_warmups(self) -> dict[int, float]:
+        """With ``compile=True``: seconds the first call of each static-cache length took
+        (``torch.compile`` on CUDA included), by cache length; later calls of that length
+        reuse the compiled graph."""
+        return dict(self._static.warmups) if self._static is not None else {}
 
     def _timeout(self, what: str, seconds: float | None) -> errors.TimeoutError:
         shown = f" ({seconds:.3g}s)" if seconds is not None else ""
@@ -891,6 +943,7 @@ class HuggingFaceBackend(BaseBackend):
         self._scheduler.close(_JOIN_TIMEOUT)
         with self._load_lock, self._generate_lock:
             loaded, self._loaded = self._loaded, None
+            self._static = self._static_model = None
         if loaded is not None:
             del loaded
             gc.collect()
