@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,55 @@ def test_worker_threads_are_gone_after_compiled_calls(compiled: HuggingFaceBacke
     thread.join(20)
     assert done.is_set()
     wait_no_generate_threads()
+
+
+# ---------------------------------------------------------------- KV-cache budget
+
+
+def test_kv_bytes_per_token_counts_keys_and_values_of_every_layer(tiny_llama_dir: Path) -> None:
+    import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_llama_dir)
+    # 2 layers x 2 KV heads x head_dim 8 x (K and V) x 4 bytes
+    assert runtime.kv_bytes_per_token(config, torch.float32) == 2 * 2 * 8 * 2 * 4
+    assert runtime.kv_bytes_per_token(config, torch.bfloat16) == 2 * 2 * 8 * 2 * 2
+
+
+def test_a_request_that_cannot_fit_the_kv_budget_is_refused(tiny_llama_dir: Path) -> None:
+    per_token = 2 * 2 * 8 * 2 * 4
+    backend = HuggingFaceBackend(
+        str(tiny_llama_dir), device="cpu", kv_cache_budget=40 * per_token
+    ).load()
+    try:
+        with pytest.raises(errors.ContextLengthError, match="kv_cache_budget"):
+            backend.chat(chat_request("Hello", max_tokens=60))
+        assert not generate_threads()
+        # Without an explicit max_tokens the answer shrinks to what fits.
+        response = backend.chat(chat_request("Hello", extra={"min_new_tokens": 200}))
+        prompt = response.usage.prompt_tokens
+        assert response.usage.completion_tokens == 40 - prompt
+        assert response.finish_reason == "length"
+    finally:
+        backend.close()
+
+
+def test_batches_take_only_the_requests_that_fit_the_kv_budget(tiny_llama_dir: Path) -> None:
+    per_token = 2 * 2 * 8 * 2 * 4
+    # Room for two rows of ~15 prompt tokens + 8 new ones, not three.
+    backend = HuggingFaceBackend(
+        str(tiny_llama_dir), device="cpu", kv_cache_budget=50 * per_token, batch_window=0.3
+    ).load()
+    plain_backend = HuggingFaceBackend(str(tiny_llama_dir), device="cpu").load()
+    try:
+        requests = [chat_request(p, max_tokens=8) for p in ["Hello", "Hi", "Hey", "Yo"]]
+        widths = [len(backend._prepare(backend._ensure_loaded(), r).input_ids) for r in requests]
+        assert 2 * (max(widths) + 8) <= 50 < 3 * (min(widths) + 8), widths
+        with ThreadPool(4) as pool:
+            answers = pool.map(lambda r: backend.chat(r).text, requests)
+        assert answers == [plain_backend.chat(r).text for r in requests]
+        assert max(backend._scheduler.sizes) == 2
+        assert sum(backend._scheduler.sizes) == 4
+    finally:
+        backend.close()
+        plain_backend.close()

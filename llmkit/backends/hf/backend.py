@@ -126,6 +126,10 @@ class HuggingFaceSettings(BaseModel):
     batch_window: float = Field(default=0.005, ge=0)
     """Seconds an idle model waits for more requests before it starts a batch, so requests
     arriving together share it (0: start at once)."""
+    kv_cache_budget: int | None = Field(default=None, ge=1)
+    """Bytes of KV cache one generate() call may use (rows x padded length x per-token
+    cost): a batch takes only the waiting requests that fit, the others wait; a request
+    that cannot fit alone is refused with ContextLengthError. ``None``: unbounded."""
     compile: bool = False
     """Decode single streams with a static KV cache, which transformers compiles with
     ``torch.compile`` (CUDA graphs) on CUDA; cache lengths are bucketed (powers of two) so
@@ -269,6 +273,8 @@ class HuggingFaceBackend(BaseBackend):
             self._run_batch,
             max_batch_size=self.settings.max_batch_size or runtime.default_max_batch_size("cpu"),
             window=self.settings.batch_window,
+            cost=self._batch_cost if self.settings.kv_cache_budget else None,
+            budget=self.settings.kv_cache_budget,
         )
 
     # ------------------------------------------------------------------ loading
@@ -392,6 +398,7 @@ class HuggingFaceBackend(BaseBackend):
                     model=self.model,
                 )
             max_new = min(max_new, context - len(ids))
+        max_new = self._fit_budget(loaded, len(ids), max_new, explicit=wanted is not None)
         tok = loaded.tokenizer
         config, kwargs = build_generation_config(
             loaded.model.generation_config,
@@ -414,6 +421,35 @@ class HuggingFaceBackend(BaseBackend):
             deadline=request.deadline,
             constraint=constraint,
         )
+
+    def _fit_budget(self, loaded: LoadedModel, prompt: int, max_new: int, *, explicit: bool) -> int:
+        """``max_new`` within ``kv_cache_budget``: a default ``max_tokens`` shrinks to fit,
+        a prompt (or an explicit ``max_tokens``) that cannot fit is refused."""
+        budget = self.settings.kv_cache_budget
+        if budget is None:
+            return max_new
+        per_token = runtime.kv_bytes_per_token(loaded.model.config, loaded.dtype)
+        fits = budget // per_token - prompt
+        if fits >= max_new:
+            return max_new
+        if fits >= 1 and not explicit:
+            return fits
+        raise ContextLengthError(
+            f"the prompt ({prompt} tokens) plus {max_new} new tokens needs "
+            f"{(prompt + max_new) * per_token / 2**20:.1f} MiB of KV cache, more than "
+            f"kv_cache_budget ({budget / 2**20:.1f} MiB); shorten the prompt or lower max_tokens",
+            backend=self.name,
+            model=self.model,
+        )
+
+    @staticmethod
+    def _batch_cost(jobs: Sequence[Job[tuple[LoadedModel, _Prepared]]]) -> float:
+        """Bytes of KV cache a left-padded generate() of ``jobs`` needs."""
+        loaded = jobs[0].payload[0]
+        per_token = runtime.kv_bytes_per_token(loaded.model.config, loaded.dtype)
+        width = max(len(j.payload[1].input_ids) for j in jobs)
+        longest = max(j.payload[1].max_new_tokens for j in jobs)
+        return float(len(jobs) * (width + longest) * per_token)
 
     @staticmethod
     def _schema(params: GenerationParams) -> dict[str, Any]:

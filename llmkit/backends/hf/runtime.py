@@ -18,6 +18,13 @@ keeps cuDNN attention.
 **Batch size.** On a GPU one decoding step of 64 rows costs little more than one of 16 (the
 step is launch-bound for small models), so concurrent requests are batched up to 64 rows
 there; on a CPU every row costs compute and 16 stays the default.
+
+**KV-cache budget.** :func:`kv_bytes_per_token` is what one position of one row costs in
+the KV cache (keys and values of every layer); the backend's ``kv_cache_budget`` bounds a
+batch's rows times its padded length times that, so a batch takes only the waiting
+requests that fit (the others wait for the next one), and a request that cannot fit even
+alone is refused with :class:`~llmkit.errors.ContextLengthError` before it is queued.
+Activations and the model's weights are not counted.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["default_max_batch_size", "generation_attention"]
+__all__ = ["default_max_batch_size", "generation_attention", "kv_bytes_per_token"]
 
 # Rows per generate() when the backend is given no max_batch_size.
 _BATCH_CPU = 16
@@ -40,6 +48,19 @@ _restore = False
 def default_max_batch_size(device: str) -> int:
     """The ``max_batch_size`` used when the backend is given none."""
     return _BATCH_GPU if device.startswith("cuda") else _BATCH_CPU
+
+
+def kv_bytes_per_token(config: Any, dtype: Any) -> int:
+    """Bytes of KV cache one position of one row takes (keys and values, every layer)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = int(getattr(text, "num_hidden_layers", 0) or 0)
+    heads = int(getattr(text, "num_attention_heads", 0) or 0)
+    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+    head_dim = getattr(text, "head_dim", None) or (
+        int(getattr(text, "hidden_size", 0) or 0) // max(heads, 1)
+    )
+    size = int(getattr(dtype, "itemsize", 4) or 4)
+    return max(1, 2 * layers * kv_heads * int(head_dim) * size)
 
 
 @contextlib.contextmanager
