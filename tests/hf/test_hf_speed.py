@@ -275,3 +275,11 @@ def test_batches_take_only_the_requests_that_fit_the_kv_budget(tiny_llama_dir: P
     finally:
         backend.close()
         plain_backend.close()
+
+
+def test_warmup_compiles_the_bucket_ahead(
+    plain: HuggingFaceBackend, compiled: HuggingFaceBackend
+) -> None:
+    assert compiled.warmup(max_tokens=300) == compiled.compile_warmups
+    assert set(compiled.compile_warmups) == {512}
+    assert plain.warmup(max_tokens=2) == {}

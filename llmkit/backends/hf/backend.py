@@ -631,6 +631,20 @@ class HuggingFaceBackend(BaseBackend):
         reuse the compiled graph."""
         return dict(self._static.warmups) if self._static is not None else {}
 
+    def warmup(self, max_tokens: int = 16) -> dict[int, float]:
+        """Load the model and generate one short answer of ``max_tokens`` now, so the first
+        caller does not pay for it; with ``compile=True`` this compiles the static-cache
+        length that a short prompt plus ``max_tokens`` falls in. Returns
+        :attr:`compile_warmups` (empty without ``compile``)."""
+        request = CompletionRequest(
+            model=self.model,
+            prompt="Hello",
+            params=GenerationParams(max_tokens=max_tokens),
+            extra={"min_new_tokens": max_tokens},
+        )
+        self.complete(request)
+        return self.compile_warmups
+
     def _timeout(self, what: str, seconds: float | None) -> errors.TimeoutError:
         shown = f" ({seconds:.3g}s)" if seconds is not None else ""
         return errors.TimeoutError(
