@@ -77,9 +77,11 @@ from ...types import (
 )
 from ..base import BaseBackend, Capabilities, validate_options
 from . import reasoning as hf_reasoning
+from . import runtime
 from . import structured as hf_structured
 from . import tools as hf_tools
 from .batching import BatchScheduler, Job
+from .compiled import StaticCaches, static_cache_kwarg
 from .embeddings import EmbeddingSupport, is_embedding_folder
 from .generation import (
     GenerationControl,
@@ -120,14 +122,28 @@ class HuggingFaceSettings(BaseModel):
     """Where converted GGUF models are kept; default ``$LLMKIT_CACHE_DIR`` or ``~/.cache/llmkit``."""
     progress: bool = True
     """Show a progress bar (on stderr) while a GGUF file is converted the first time."""
-    max_batch_size: int = Field(default=16, ge=1)
+    max_batch_size: int | None = Field(default=None, ge=1)
     """The most requests in one generate() call: :meth:`HuggingFaceBackend.batch`, and
-    concurrent independent calls, which are batched dynamically."""
+    concurrent independent calls, which are batched dynamically. Default: 64 on CUDA, 16
+    elsewhere (see :mod:`llmkit.backends.hf.runtime`)."""
     embed_batch_size: int = Field(default=32, ge=1)
     """Texts per forward pass of an embedding model (sentence-transformers' default)."""
     batch_window: float = Field(default=0.005, ge=0)
     """Seconds an idle model waits for more requests before it starts a batch, so requests
     arriving together share it (0: start at once)."""
+    kv_cache_budget: int | None = Field(default=None, ge=1)
+    """Bytes of KV cache one generate() call may use (rows x padded length x per-token
+    cost): a batch takes only the waiting requests that fit, the others wait; a request
+    that cannot fit alone is refused with ContextLengthError. ``None``: unbounded."""
+    compile: bool = False
+    """Decode single streams with a static KV cache, which transformers compiles with
+    ``torch.compile`` (CUDA graphs) on CUDA; cache lengths are bucketed (powers of two) so
+    each bucket compiles once, on its first call (see :attr:`HuggingFaceBackend.compile_warmups`).
+    On a CPU the static cache runs uncompiled. Batches of several rows stay dynamic."""
+    cudnn_attention: bool = False
+    """Let PyTorch's SDPA use cuDNN attention while llmkit generates on CUDA. Off by default:
+    its per-thread plan cache made every decoding step of llmkit's worker thread rebuild a
+    plan (3x slower, see :mod:`llmkit.backends.hf.runtime`)."""
 
 
 @dataclass
@@ -268,11 +284,16 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         self._generate_lock = threading.Lock()
         # Fast tokenizers are Rust objects that refuse concurrent mutable use.
         self._tokenizer_lock = threading.RLock()
+        # compile=True: static KV caches by length bucket (see .compiled).
+        self._static: StaticCaches | None = None
+        self._static_model: Any = None
         # Concurrent requests share generate() calls (see .batching).
         self._scheduler: BatchScheduler[tuple[LoadedModel, _Prepared]] = BatchScheduler(
             self._run_batch,
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=self.settings.max_batch_size or runtime.default_max_batch_size("cpu"),
             window=self.settings.batch_window,
+            cost=self._batch_cost if self.settings.kv_cache_budget else None,
+            budget=self.settings.kv_cache_budget,
         )
 
     # ------------------------------------------------------------------ loading
@@ -331,6 +352,10 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                     loaded.dtype,
                     time.perf_counter() - start,
                 )
+                if s.max_batch_size is None:
+                    self._scheduler.max_batch_size = runtime.default_max_batch_size(
+                        str(loaded.device)
+                    )
                 self._loaded = loaded
             return self._loaded
 
@@ -415,6 +440,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                     model=self.model,
                 )
             max_new = min(max_new, context - len(ids))
+        max_new = self._fit_budget(loaded, len(ids), max_new, explicit=wanted is not None)
         tok = loaded.tokenizer
         config, kwargs = build_generation_config(
             loaded.model.generation_config,
@@ -438,6 +464,35 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
             constraint=constraint,
             think_inside=inside,
         )
+
+    def _fit_budget(self, loaded: LoadedModel, prompt: int, max_new: int, *, explicit: bool) -> int:
+        """``max_new`` within ``kv_cache_budget``: a default ``max_tokens`` shrinks to fit,
+        a prompt (or an explicit ``max_tokens``) that cannot fit is refused."""
+        budget = self.settings.kv_cache_budget
+        if budget is None:
+            return max_new
+        per_token = runtime.kv_bytes_per_token(loaded.model.config, loaded.dtype)
+        fits = int(budget // per_token - prompt)
+        if fits >= max_new:
+            return max_new
+        if fits >= 1 and not explicit:
+            return fits
+        raise ContextLengthError(
+            f"the prompt ({prompt} tokens) plus {max_new} new tokens needs "
+            f"{(prompt + max_new) * per_token / 2**20:.1f} MiB of KV cache, more than "
+            f"kv_cache_budget ({budget / 2**20:.1f} MiB); shorten the prompt or lower max_tokens",
+            backend=self.name,
+            model=self.model,
+        )
+
+    @staticmethod
+    def _batch_cost(jobs: Sequence[Job[tuple[LoadedModel, _Prepared]]]) -> float:
+        """Bytes of KV cache a left-padded generate() of ``jobs`` needs."""
+        loaded = jobs[0].payload[0]
+        per_token = runtime.kv_bytes_per_token(loaded.model.config, loaded.dtype)
+        width = max(len(j.payload[1].input_ids) for j in jobs)
+        longest = max(j.payload[1].max_new_tokens for j in jobs)
+        return float(len(jobs) * (width + longest) * per_token)
 
     @staticmethod
     def _schema(params: GenerationParams) -> dict[str, Any]:
@@ -562,9 +617,19 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
             with self._generate_lock:
                 input_ids = torch.tensor(ids, dtype=torch.long, device=loaded.device)
                 attention_mask = torch.tensor(mask, dtype=torch.long, device=loaded.device)
-                with torch.inference_mode():
+                with (
+                    torch.inference_mode(),
+                    runtime.generation_attention(
+                        str(loaded.device), allow_cudnn=self.settings.cudnn_attention
+                    ),
+                ):
                     if first.seed is not None:
                         torch.manual_seed(first.seed)
+                    # Taken (and reset) here: its tensors are inference tensors.
+                    static = self._static_cache(loaded, group)
+                    if static is not None:
+                        kwargs[static_cache_kwarg(loaded.model)] = static[1]
+                    started = time.perf_counter()
                     loaded.model.generate(
                         input_ids=input_ids,
                         attention_mask=attention_mask,
@@ -572,6 +637,8 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                         stopping_criteria=StoppingCriteriaList([control]),
                         **kwargs,
                     )
+                    if static is not None and self._static is not None:
+                        self._static.record(static[0], time.perf_counter() - started)
             control.finalize()
         except LLMError:
             raise
@@ -585,6 +652,41 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
                 backend=self.name,
                 model=self.model,
             ) from exc
+
+    def _static_cache(self, loaded: LoadedModel, group: Sequence[_Prepared]) -> Any:
+        """``(length, cache)``: the reset static cache a single row decodes with when
+        ``compile=True`` (see :mod:`llmkit.backends.hf.compiled`), else ``None``."""
+        if not self.settings.compile or len(group) != 1:
+            return None
+        if self._static is None or self._static_model is not loaded.model:
+            context = getattr(loaded.model.config, "max_position_embeddings", None)
+            self._static = StaticCaches(
+                loaded.model, context=context if isinstance(context, int) else None
+            )
+            self._static_model = loaded.model
+        p = group[0]
+        return self._static.take(len(p.input_ids) + p.max_new_tokens)
+
+    @property
+    def compile_warmups(self) -> dict[int, float]:
+        """With ``compile=True``: seconds the first call of each static-cache length took
+        (``torch.compile`` on CUDA included), by cache length; later calls of that length
+        reuse the compiled graph."""
+        return dict(self._static.warmups) if self._static is not None else {}
+
+    def warmup(self, max_tokens: int = 16) -> dict[int, float]:
+        """Load the model and generate one short answer of ``max_tokens`` now, so the first
+        caller does not pay for it; with ``compile=True`` this compiles the static-cache
+        length that a short prompt plus ``max_tokens`` falls in. Returns
+        :attr:`compile_warmups` (empty without ``compile``)."""
+        request = CompletionRequest(
+            model=self.model,
+            prompt="Hello",
+            params=GenerationParams(max_tokens=max_tokens),
+            extra={"min_new_tokens": max_tokens},
+        )
+        self.complete(request)
+        return self.compile_warmups
 
     def _timeout(self, what: str, seconds: float | None) -> errors.TimeoutError:
         shown = f" ({seconds:.3g}s)" if seconds is not None else ""
@@ -951,6 +1053,7 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         self._scheduler.close(_JOIN_TIMEOUT)
         with self._load_lock, self._generate_lock:
             loaded, self._loaded = self._loaded, None
+            self._static = self._static_model = None
         if loaded is not None:
             del loaded
             gc.collect()
