@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a model over an OpenAI-compatible HTTP API",
         description="Serve any llmkit backend (a local hf: model, or openai:/rest: behind "
         "llmkit's retries and fallbacks) as /v1/chat/completions, /v1/completions, "
-        "/v1/models and /health. Needs the 'server' extra.",
+        "/v1/models and /health, with a chat page at / (--no-ui turns it off). Needs the "
+        "'server' extra.",
     )
     _add_model_options(serve, positional=True)
     serve.add_argument(
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, how long in-flight requests may finish before they are cancelled",
     )
+    serve.add_argument("--no-ui", action="store_true", help="do not serve the chat page at /")
     serve.add_argument(
         "--log-level",
         default="info",
@@ -479,6 +481,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         api_key=api_key,
         served_model=args.served_model,
         close_client=True,
+        ui=not args.no_ui,
         **{k: v for k, v in limits.items() if v is not None},
     )
     served = app.state.llmkit.served_model
@@ -487,6 +490,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}/v1"
         f"{' (API key required)' if api_key else ''}\n"
     )
+    if not args.no_ui:
+        sys.stderr.write(f"llmkit: chat page at http://{args.host}:{args.port}/\n")
     options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level}
     if args.graceful_timeout is not None:
         options["graceful_timeout"] = args.graceful_timeout

@@ -2,9 +2,16 @@
 
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (each plain and
 streamed: a stream relays the backend's events as OpenAI chunks as they are generated),
-``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open) and
-``GET /openapi.json``. Whatever backend the client holds answers -- a local ``hf:`` model,
+``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open),
+``GET /openapi.json`` and the chat page at ``GET /`` (see ``_page``; ``ui=False`` drops it). Whatever backend the client holds answers -- a local ``hf:`` model,
 or ``openai:``/``rest:`` behind llmkit's retries and fallbacks.
+
+The pieces: request bodies are validated by the pydantic models of ``_schemas`` (which
+also write ``/openapi.json``, see ``_openapi``); replies are shaped in ``_wire``; every
+failure a route raises becomes an OpenAI-shaped error through the class-keyed exception
+handlers of ``_errors``; streams are ``_event_stream.EventStreamResponse``; generations
+wait for the slots of ``_limits`` (the client's ``AsyncSlots``); authentication and the
+access log are ASGI middleware (``_middleware``).
 """
 
 from __future__ import annotations
@@ -15,8 +22,7 @@ import json
 import logging
 import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,13 +33,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..client import AsyncClient, AsyncStream
-from ..streaming import to_openai_chunk
-from ..types import ChatResponse, FinishEvent, TextDelta, UsageEvent, new_response_id
-from ._errors import ErrorReply, error_reply_for, retry_after_header
-from ._event_stream import DONE, SSEResponse, sse_event
-from ._limits import ConcurrencyLimiter, Overloaded
+from ..types import FinishEvent, TextDelta, UsageEvent, new_response_id
+from . import _wire
+from ._errors import BodyTooLarge, ClientGone, UnknownModel, error_reply_for, exception_handlers
+from ._event_stream import DONE, EventStreamResponse, sse_event
+from ._limits import GenerationSlots
 from ._middleware import LOG_KEY, AccessLogMiddleware, BearerAuthMiddleware
 from ._openapi import openapi_document
+from ._page import PAGE_PATHS, page_routes
 from ._schemas import ChatCompletionRequest, CompletionRequestBody, RequestError, parse_body
 
 __all__ = [
@@ -57,54 +64,6 @@ OPEN_PATHS = frozenset({"/health"})
 T = TypeVar("T")
 
 
-class _TooLarge(Exception):
-    """The request body is over ``max_body_bytes``."""
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its (non-streamed) answer was ready."""
-
-
-class _UnknownModel(Exception):
-    """The request names a model this server does not serve."""
-
-
-def _endpoint(method: Callable[[_Server, Request], Awaitable[Response]]) -> Any:
-    """Turn every failure of a handler into an OpenAI-shaped error response."""
-
-    async def handler(self: _Server, request: Request) -> Response:
-        try:
-            return await method(self, request)
-        except RequestError as exc:
-            return ErrorReply(400, exc.message, param=exc.param, code=exc.code).response()
-        except _TooLarge:
-            return ErrorReply(
-                413,
-                f"request body is larger than {self.max_body_bytes} bytes",
-                code="request_too_large",
-                headers={"connection": "close"},
-            ).response()
-        except _ClientGone:
-            # Nobody reads this; 499 ("client closed request") is for the access log.
-            return ErrorReply(499, "client closed the request", code="client_closed").response()
-        except _UnknownModel as exc:
-            return ErrorReply(404, str(exc), param="model", code="model_not_found").response()
-        except Overloaded as exc:
-            return ErrorReply(
-                429,
-                str(exc),
-                "rate_limit_error",
-                code="server_busy",
-                headers=retry_after_header(self.retry_after),
-            ).response()
-        except Exception as exc:
-            return error_reply_for(exc).response()
-
-    handler.__name__ = method.__name__
-    handler.__doc__ = method.__doc__
-    return handler
-
-
 class _Server:
     """The state behind the routes: the client, the limits and the served names."""
 
@@ -115,8 +74,7 @@ class _Server:
         served_model: str | None,
         max_body_bytes: int,
         max_tokens_cap: int | None,
-        limiter: ConcurrencyLimiter,
-        retry_after: float,
+        limiter: GenerationSlots,
     ) -> None:
         self.client = client
         self.served_model = served_model or _default_served_name(client.model)
@@ -125,7 +83,6 @@ class _Server:
         self.max_body_bytes = max_body_bytes
         self.max_tokens_cap = max_tokens_cap
         self.limiter = limiter
-        self.retry_after = retry_after
         self.created = int(time.time())
         self.open_streams: set[AsyncStream] = set()
 
@@ -134,12 +91,12 @@ class _Server:
     async def _read_json(self, request: Request) -> Any:
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
-            raise _TooLarge
+            raise BodyTooLarge(self.max_body_bytes)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > self.max_body_bytes:
-                raise _TooLarge
+                raise BodyTooLarge(self.max_body_bytes)
         if not body.strip():
             raise RequestError("the request body is empty; expected a JSON object")
         try:
@@ -153,7 +110,7 @@ class _Server:
 
     def _check_model(self, name: str) -> None:
         if name not in self.accepted_models:
-            raise _UnknownModel(
+            raise UnknownModel(
                 f"the model {name!r} does not exist on this server; it serves {self.served_model!r}"
             )
 
@@ -173,7 +130,6 @@ class _Server:
 
     # -- endpoints ----------------------------------------------------------------------
 
-    @_endpoint
     async def chat_completions(self, request: Request) -> Response:
         """``POST /v1/chat/completions``."""
         body = parse_body(ChatCompletionRequest, await self._read_json(request))
@@ -192,8 +148,7 @@ class _Server:
             tokens=response.usage.total_tokens,
             upstream_request_id=response.request_id,
         )
-        payload = response.to_openai()
-        payload["model"] = self.served_model
+        payload = _wire.chat_completion(response, self.served_model)
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
 
     async def _stream_chat(
@@ -234,7 +189,7 @@ class _Server:
                 self._log(request, disconnected=True)
                 logger.info("client disconnected mid-stream; generation stopped")
 
-        return SSEResponse(chunks, on_close=on_close)
+        return EventStreamResponse(chunks, on_close=on_close)
 
     async def _chat_chunks(
         self, request: Request, stream: AsyncStream, include_usage: bool
@@ -247,14 +202,15 @@ class _Server:
                     continue  # sent once, at the end, when the caller asked for it
                 finished = finished or isinstance(event, FinishEvent)
                 yield sse_event(
-                    to_openai_chunk(event, id=chunk_id, model=model, created=created, first=first)
+                    _wire.chat_chunk(event, id=chunk_id, model=model, created=created, first=first)
                 )
                 first = False
             response = stream.response
             if not finished:
-                end = FinishEvent(finish_reason=response.finish_reason)
                 yield sse_event(
-                    to_openai_chunk(end, id=chunk_id, model=model, created=created, first=first)
+                    _wire.chat_finish_chunk(
+                        response, id=chunk_id, model=model, created=created, first=first
+                    )
                 )
             self._log(
                 request,
@@ -262,14 +218,14 @@ class _Server:
                 upstream_request_id=response.request_id,
             )
             if include_usage:
-                usage = UsageEvent(usage=response.usage)
-                yield sse_event(to_openai_chunk(usage, id=chunk_id, model=model, created=created))
+                yield sse_event(
+                    _wire.chat_usage_chunk(response, id=chunk_id, model=model, created=created)
+                )
             yield DONE
         except Exception as exc:
             # The status line is gone; OpenAI reports a late failure as an error event.
             yield error_reply_for(exc).sse_bytes()
 
-    @_endpoint
     async def completions(self, request: Request) -> Response:
         """``POST /v1/completions``: raw text completion. With ``stream: true`` the backend's
         ``stream_complete`` is relayed as ``text_completion`` chunks while it generates (a
@@ -294,42 +250,39 @@ class _Server:
             tokens=response.usage.total_tokens,
             upstream_request_id=response.request_id,
         )
-        payload = _completion_payload(response, self.served_model)
+        payload = _wire.text_completion(response, self.served_model)
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
 
     async def _completion_chunks(
         self, request: Request, stream: AsyncStream, include_usage: bool
     ) -> AsyncIterator[bytes]:
-        chunk_id, created, model = _completion_id(), int(time.time()), self.served_model
+        chunk_id, created, model = _wire.completion_id(), int(time.time()), self.served_model
         try:
             # One chunk per text delta; the finish reason (and usage, when asked for) come
             # from the accumulated response once the stream has ended.
             async for event in stream:
                 if isinstance(event, TextDelta) and event.delta:
-                    yield sse_event(_completion_chunk(chunk_id, created, model, event.delta))
+                    yield sse_event(
+                        _wire.text_completion_chunk(chunk_id, created, model, event.delta)
+                    )
             response = stream.response
-            yield sse_event(_completion_chunk(chunk_id, created, model, "", response.finish_reason))
+            yield sse_event(
+                _wire.text_completion_chunk(chunk_id, created, model, "", response.finish_reason)
+            )
             self._log(request, tokens=response.usage.total_tokens)
             if include_usage:
-                usage = _usage_payload(response)
                 yield sse_event(
-                    {
-                        **_completion_chunk(chunk_id, created, model, ""),
-                        "choices": [],
-                        "usage": usage,
-                    }
+                    _wire.text_completion_usage_chunk(response, chunk_id, created, model)
                 )
             yield DONE
         except Exception as exc:
             # The status line is gone; OpenAI reports a late failure as an error event.
             yield error_reply_for(exc).sse_bytes()
 
-    @_endpoint
     async def list_models(self, request: Request) -> Response:
         """``GET /v1/models``."""
         return JSONResponse({"object": "list", "data": [self._model_card()]})
 
-    @_endpoint
     async def get_model(self, request: Request) -> Response:
         """``GET /v1/models/{model}``."""
         self._check_model(request.path_params["model"])
@@ -373,51 +326,8 @@ async def _unless_disconnected(request: Request, call: Awaitable[T]) -> T:
     if not task.done():
         task.cancel()
         await asyncio.wait({task})
-        raise _ClientGone
+        raise ClientGone
     return task.result()
-
-
-def _completion_id() -> str:
-    return "cmpl-" + uuid.uuid4().hex[:24]
-
-
-def _usage_payload(response: ChatResponse) -> dict[str, int]:
-    return {
-        "prompt_tokens": response.usage.prompt_tokens,
-        "completion_tokens": response.usage.completion_tokens,
-        "total_tokens": response.usage.total_tokens,
-    }
-
-
-def _completion_chunk(
-    chunk_id: str, created: int, model: str, text: str, finish_reason: str | None = None
-) -> dict[str, Any]:
-    """One streamed ``text_completion`` chunk, in OpenAI's shape."""
-    return {
-        "id": chunk_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}],
-    }
-
-
-def _completion_payload(response: ChatResponse, model: str) -> dict[str, Any]:
-    return {
-        "id": _completion_id(),
-        "object": "text_completion",
-        "created": response.created,
-        "model": model,
-        "choices": [
-            {
-                "text": response.text,
-                "index": 0,
-                "logprobs": None,
-                "finish_reason": response.finish_reason,
-            }
-        ],
-        "usage": _usage_payload(response),
-    }
 
 
 def create_app(
@@ -432,6 +342,7 @@ def create_app(
     retry_after: float = 1.0,
     served_model: str | None = None,
     close_client: bool = False,
+    ui: bool = True,
 ) -> Starlette:
     """Build the OpenAI-compatible ASGI app that answers through ``client``.
 
@@ -450,19 +361,20 @@ def create_app(
         served_model: the model name clients use (default: the model part of the client's
             spec); the full spec (``"hf:smollm2"``) is accepted too.
         close_client: close ``client`` when the app shuts down (the app owns it).
+        ui: serve the chat page at ``/``. The page is static and open (a browser cannot send
+            a bearer header when it navigates); the API calls it makes need the key.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
     if max_tokens_cap is not None and max_tokens_cap < 1:
         raise ValueError("max_tokens_cap must be positive (or None)")
-    limiter = ConcurrencyLimiter(max_in_flight, max_queue, queue_timeout)
+    limiter = GenerationSlots(max_in_flight, max_queue, queue_timeout)
     server = _Server(
         client,
         served_model=served_model,
         max_body_bytes=max_body_bytes,
         max_tokens_cap=max_tokens_cap,
         limiter=limiter,
-        retry_after=retry_after,
     )
     document = openapi_document(server.served_model, secured=api_key is not None)
 
@@ -481,7 +393,8 @@ def create_app(
 
     middleware = [Middleware(AccessLogMiddleware)]
     if api_key:
-        middleware.append(Middleware(BearerAuthMiddleware, api_key=api_key, open_paths=OPEN_PATHS))
+        open_paths = OPEN_PATHS | PAGE_PATHS if ui else OPEN_PATHS
+        middleware.append(Middleware(BearerAuthMiddleware, api_key=api_key, open_paths=open_paths))
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
@@ -490,20 +403,11 @@ def create_app(
             Route("/v1/models/{model:path}", server.get_model, methods=["GET"]),
             Route("/health", server.health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *(page_routes() if ui else ()),
         ],
         middleware=middleware,
-        exception_handlers={404: _not_found, 405: _not_allowed},
+        exception_handlers=exception_handlers(retry_after),
         lifespan=lifespan,
     )
     app.state.llmkit = server
     return app
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return ErrorReply(404, f"unknown endpoint {request.url.path}", code="not_found").response()
-
-
-async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return ErrorReply(
-        405, f"method {request.method} not allowed on {request.url.path}", code="method_not_allowed"
-    ).response()
