@@ -364,6 +364,8 @@ class Tool(BaseModel):
             data = dict(value)
             if data.get("type") == "function" and "function" in data:
                 data = dict(data["function"])
+            elif data.get("type") == "function":  # the Responses API's flat form
+                data.pop("type")
             try:
                 return cls.model_validate(data)
             except ValidationError as exc:

@@ -358,3 +358,10 @@ def test_error_events_raise_after_the_events_before_them() -> None:
 def test_malformed_event_is_a_protocol_error() -> None:
     with pytest.raises(E.ProtocolError, match="malformed JSON"):
         ResponsesSSE(backend="b").feed(b"event: response.output_text.delta\ndata: {nope\n\n")
+
+
+def test_flat_responses_tools_are_accepted_as_llmkit_tools() -> None:
+    from llmkit.types import Tool
+
+    tool = Tool.coerce({"type": "function", "name": "f", "parameters": {"type": "object"}})
+    assert (tool.name, tool.parameters) == ("f", {"type": "object"})
