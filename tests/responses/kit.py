@@ -201,6 +201,7 @@ def stream_events(
                     "type": "response.function_call_arguments.done",
                     **base,
                     "arguments": item["arguments"],
+                    "name": item["name"],
                 }
             )
         events.append({"type": "response.output_item.done", "output_index": index, "item": item})
