@@ -151,6 +151,44 @@ def async_contenders(
     }
 
 
+def decoder_cost(chunks: int, repeats: int = 30) -> None:
+    """The I/O-free decoders alone, on the mock server's own bytes (one piece per event, as
+    the network delivers them): Responses events vs chat-completion chunks, µs per chunk."""
+    from mock_server import _Replies
+
+    from llmkit.backends._responses_wire import ResponsesSSE
+    from llmkit.backends.rest.dialect_openai import OpenAIStreamParser
+    from llmkit.backends.rest.dialect_responses import ResponsesStreamParser
+
+    def pieces(raw: bytes) -> list[bytes]:
+        body = raw.split(b"\r\n\r\n", 1)[1]  # chunked transfer encoding: size, data, ...
+        return [p for i, p in enumerate(body.split(b"\r\n")) if i % 2 == 1 and p]
+
+    replies = _Replies("tok ")
+    responses = pieces(replies.responses(MODEL, chunks, True))
+    chat = pieces(replies.chat_stream(MODEL, chunks, True))
+
+    def run(make: Callable[[], Any], data: list[bytes]) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            decoder = make()
+            for piece in data:
+                decoder.feed(piece)
+            best = min(best, time.perf_counter() - started)
+        return best / chunks * 1e6
+
+    rows = {
+        "responses (ResponsesSSE)": run(lambda: ResponsesSSE(backend="b", model=MODEL), responses),
+        "responses (rest parser)": run(lambda: ResponsesStreamParser(MODEL), responses),
+        "chat (rest parser)": run(lambda: OpenAIStreamParser(MODEL), chat),
+    }
+    print(f"\nI/O-free decoding only ({chunks} deltas, best of {repeats}), µs per chunk")
+    base = rows["chat (rest parser)"]
+    for name, value in rows.items():
+        print(f"  {name:<26} {value:8.2f}  {value / base:5.2f}x chat")
+
+
 def report(title: str, results: dict[str, list[tuple[float, float]]], per: int, unit: str) -> None:
     """Best (minimum) over rounds; ratios against the first row and against the SDK."""
     print(f"\n{title}")
@@ -181,6 +219,7 @@ def main() -> None:
     print(
         f"openai {openai.__version__}, httpx {httpx.__version__}, Python {sys.version.split()[0]}"
     )
+    decoder_cost(args.chunks)
     with MockServer(chunks=args.chunks) as url:
         contenders = sync_contenders(url, args.chunks)
         expected = "tok " * args.chunks
