@@ -417,3 +417,29 @@ def test_secrets_stay_out_of_errors(mock: respx.MockRouter) -> None:
     ):
         client.chat("Hi")
     assert KEY not in str(info.value) and KEY not in repr(info.value.body)
+
+
+async def test_azure_sends_to_its_responses_endpoint(mock: respx.MockRouter, mode: str) -> None:
+    from llmkit.backends.openai import AzureOpenAIBackend
+
+    route = mock.post("https://res.openai.azure.com/openai/responses").mock(
+        return_value=httpx.Response(200, json=response_obj(TEXT))
+    )
+    backend = AzureOpenAIBackend(
+        "my-gpt5",
+        endpoint="https://res.openai.azure.com",
+        api_version="2025-04-01-preview",
+        api_key=KEY,
+        api="responses",
+    )
+    req = request()
+    req.model = ""  # the deployment name stands in
+    try:
+        r = await chat(backend, req, mode)
+    finally:
+        await backend.aclose()
+    assert r.text == "Hello there!"
+    sent_request = route.calls[-1].request
+    assert sent_request.url.params["api-version"] == "2025-04-01-preview"
+    assert sent_request.headers["api-key"] == KEY
+    assert json.loads(sent_request.content)["model"] == "my-gpt5"
