@@ -14,9 +14,11 @@ it is the model's own text, not an OpenAI summary.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,6 +42,8 @@ __all__ = [
     "response_object",
     "stored_items",
 ]
+
+logger = logging.getLogger("llmkit.server")
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -425,11 +429,21 @@ def error_object(exc: BaseException) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- streams
 
 
+@dataclass
+class _Call:
+    item: dict[str, Any]
+    index: int  # output_index
+    parts: list[str] = field(default_factory=list)
+    done: bool = False
+
+
 class EventWriter:
     """llmkit stream events in, Responses SSE events (bytes) out, numbered from 0.
 
-    One output item is open at a time; a delta of another kind (or a new tool call) closes
-    it with its ``.done`` events, so every item the SDK sees added is also done.
+    One text or reasoning item is open at a time; a delta of another kind closes it (and any
+    open function calls) with its ``.done`` events, so every item the SDK sees added is also
+    done. Function calls stay open together until then, so the fragments of parallel calls
+    may interleave, each with its own ``output_index``.
     """
 
     def __init__(self, body: ResponsesRequestBody, *, id: str, model: str, created: int) -> None:
@@ -439,7 +453,7 @@ class EventWriter:
         self._seq = 0
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._text: list[str] = []
-        self._calls: dict[int, dict[str, Any]] = {}  # llmkit tool-call index -> item
+        self._calls: dict[int, _Call] = {}  # llmkit tool-call index -> its item
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **fields}
@@ -520,53 +534,64 @@ class EventWriter:
 
     def _tool(self, event: ToolCallDelta) -> bytes:
         out = b""
-        item = self._calls.get(event.index)
-        if item is None:
-            out = self._close()
-            call_id = event.id or new_id("call")
+        call = self._calls.get(event.index)
+        if call is None:
+            out = self._close_content()  # other calls stay open: their fragments may interleave
             item = {
                 "id": new_id("fc"),
                 "type": "function_call",
-                "call_id": call_id,
+                "call_id": event.id or new_id("call"),
                 "name": event.name or "",
                 "arguments": "",
                 "status": "in_progress",
             }
-            self._calls[event.index] = item
+            call = self._calls[event.index] = _Call(item, len(self.output))
             self.output.append(item)
-            self._open, self._text = item, []
             out += self._event(
-                "response.output_item.added", output_index=len(self.output) - 1, item=dict(item)
+                "response.output_item.added", output_index=call.index, item=dict(item)
             )
-        elif item is not self._open:
-            return b""  # a late fragment of an earlier call: the item was already done
+        elif call.done:
+            # Text came between this call's fragments: its item was already done and the
+            # protocol cannot reopen it.
+            logger.warning("responses: dropped a late tool-call fragment %r", event.arguments)
+            return b""
         if event.arguments:
-            self._text.append(event.arguments)
+            call.parts.append(event.arguments)
             out += self._event(
                 "response.function_call_arguments.delta",
-                item_id=item["id"],
-                output_index=len(self.output) - 1,
+                item_id=call.item["id"],
+                output_index=call.index,
                 delta=event.arguments,
             )
         return out
 
     def _close(self) -> bytes:
+        """Close every open item: the text or reasoning item, then the calls in order."""
+        out = self._close_content()
+        for call in self._calls.values():
+            if call.done:
+                continue
+            call.done = True
+            item = call.item
+            item["status"] = "completed"
+            item["arguments"] = "".join(call.parts) or "{}"
+            out += self._event(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=call.index,
+                arguments=item["arguments"],
+                name=item["name"],
+            )
+            out += self._event("response.output_item.done", output_index=call.index, item=item)
+        return out
+
+    def _close_content(self) -> bytes:
         item, self._open = self._open, None
         if item is None:
             return b""
         index = self.output.index(item)
         text = "".join(self._text)
         item["status"] = "completed"
-        if item["type"] == "function_call":
-            item["arguments"] = text or "{}"
-            out = self._event(
-                "response.function_call_arguments.done",
-                item_id=item["id"],
-                output_index=index,
-                arguments=item["arguments"],
-                name=item["name"],
-            )
-            return out + self._event("response.output_item.done", output_index=index, item=item)
         if item["type"] == "message":
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
             item["content"] = [part]
