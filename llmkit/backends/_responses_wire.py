@@ -210,6 +210,10 @@ def responses_body(
     """
     instructions, items = input_items(request.messages)
     body: dict[str, Any] = {"model": model, "input": items}
+    if len(items) == 1 and items[0].get("role") == "user" and type(items[0]["content"]) is str:
+        # One user text is the API's plain-string input (the same thing to the model), and
+        # the SDK validates a string in a quarter of the time it takes over an item list.
+        body["input"] = items[0]["content"]
     if instructions is not None:
         body["instructions"] = instructions
     params = request.params

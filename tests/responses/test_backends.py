@@ -74,7 +74,7 @@ async def test_chat(backend: Any, mock: respx.MockRouter, url: str, mode: str) -
         12,
     )
     body = sent(route)
-    assert body["input"] == [{"type": "message", "role": "user", "content": "Hi"}]
+    assert body["input"] == "Hi"  # one user text: the API's plain-string form
     assert body["max_output_tokens"] == 32 and body["reasoning"] == {
         "effort": "low",
         "summary": "auto",

@@ -365,3 +365,17 @@ def test_flat_responses_tools_are_accepted_as_llmkit_tools() -> None:
 
     tool = Tool.coerce({"type": "function", "name": "f", "parameters": {"type": "object"}})
     assert (tool.name, tool.parameters) == ("f", {"type": "object"})
+
+
+def test_one_user_text_is_sent_as_a_plain_string() -> None:
+    assert responses_body(request("Hi"), model="m")["input"] == "Hi"
+    with_system = responses_body(request([Message.system("S"), Message.user("Hi")]), model="m")
+    assert (with_system["instructions"], with_system["input"]) == ("S", "Hi")
+    parts = responses_body(
+        request([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]), model="m"
+    )
+    assert parts["input"] == [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]}
+    ]
+    developer = responses_body(request([{"role": "developer", "content": "D"}]), model="m")
+    assert developer["input"] == [{"type": "message", "role": "developer", "content": "D"}]
