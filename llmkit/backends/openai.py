@@ -14,6 +14,9 @@ exceptions. llmkit adds the rest:
   (:class:`~llmkit._http.decoders.SSEDecoder` and :class:`~llmkit.backends._openai_wire.ChunkDecoder`)
   over the SDK's raw streaming response, which skips building a pydantic object per chunk.
 
+With ``api="responses"`` chat calls go to ``/responses`` instead (the Responses API): the
+mapping is :mod:`llmkit.backends._responses_wire`, the shells stay the same.
+
 Every keyword the SDK's ``create()`` accepts is passed as a keyword (so the outgoing JSON is
 exactly what the SDK would send); anything else a caller passes goes into ``extra_body``.
 ``ChatResponse.raw`` is the reply's decoded JSON (a dict in the OpenAI shape), the same

@@ -348,3 +348,24 @@ async def test_llmkit_async_client_against_serve(serve: ServeFactory) -> None:
     ):
         text = "".join([e.text async for e in s])
     assert text == "Hi there." and s.response.id.startswith("resp_")
+
+
+def test_text_format_and_reasoning_effort_reach_the_backend(serve: ServeFactory) -> None:
+    served = serve([Reply('{"name": "Paris"}')])
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    with sync_sdk(served.base_url) as sdk:
+        sdk.responses.create(
+            model="fake-model",
+            input="Capital?",
+            text={
+                "format": {"type": "json_schema", "name": "City", "schema": schema, "strict": True}
+            },
+            reasoning={"effort": "low", "summary": "auto"},
+            tool_choice="none",
+        )
+    params = served.fake.requests[0].params  # type: ignore[union-attr]
+    assert params.response_format == {
+        "type": "json_schema",
+        "json_schema": {"name": "City", "schema": schema, "strict": True},
+    }
+    assert (params.reasoning_effort, params.tool_choice) == ("low", "none")
