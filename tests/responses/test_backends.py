@@ -400,23 +400,40 @@ def test_structured_output_uses_text_format(
     assert "response_format" not in sent(route)
 
 
-def test_secrets_stay_out_of_errors(mock: respx.MockRouter) -> None:
-    mock.post(URLS["openai"]).mock(
-        return_value=httpx.Response(
-            200,
-            json=response_obj(
-                [], status="failed", error={"code": "server_error", "message": f"bad key {KEY}"}
-            ),
-        )
-    )
+# A key that no generic pattern recognises: only the backend's own secrets list masks it.
+ODD_KEY = "plainsecretvalue0123456789"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("spec", ["openai:gpt-5", "rest:gpt-5"])
+def test_secrets_stay_out_of_errors(mock: respx.MockRouter, spec: str, streamed: bool) -> None:
+    error = {"code": "server_error", "message": f"bad key {ODD_KEY} and {KEY}"}
+    failed = response_obj([], status="failed", error=error)
+    url = URLS[spec.split(":")[0]]
+    if streamed:
+        events = [
+            *stream_events([], terminal=False),
+            failed_event("server_error", error["message"]),
+        ]
+        mock.post(url).mock(return_value=sse_response(sse(events)))
+    else:
+        mock.post(url).mock(return_value=httpx.Response(200, json=failed))
+    options: dict[str, Any] = {"base_url": "http://llm.test/v1"} if spec.startswith("rest") else {}
     with (
         Client(
-            "openai:gpt-5", api_key=KEY, api="responses", retry=RetryPolicy(max_attempts=1)
+            spec, api_key=ODD_KEY, api="responses", retry=RetryPolicy(max_attempts=1), **options
         ) as client,
         pytest.raises(E.ServerError) as info,
     ):
-        client.chat("Hi")
-    assert KEY not in str(info.value) and KEY not in repr(info.value.body)
+        if streamed:
+            with client.stream("Hi") as s:
+                for _ in s:
+                    pass
+        else:
+            client.chat("Hi")
+    for secret in (ODD_KEY, KEY):
+        assert secret not in str(info.value) and secret not in repr(info.value.body)
+        assert secret not in repr(info.value.__cause__)
 
 
 async def test_azure_sends_to_its_responses_endpoint(mock: respx.MockRouter, mode: str) -> None:

@@ -381,6 +381,11 @@ class RestBackend(BaseBackend):
             err.backend = BACKEND
         if err.model is None:
             err.model = self.model
+        if self._secrets:  # error text parsed from a reply may echo the key back
+            err.message = redact(err.message, self._secrets)
+            err.args = (err.message,)
+            if err.body is not None:
+                err.body = json.loads(redact(json.dumps(err.body, default=str), self._secrets))
         return err
 
     def _failure(self, exc: Exception, replica: Replica) -> tuple[ProviderError, bool]:
