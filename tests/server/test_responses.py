@@ -369,3 +369,41 @@ def test_text_format_and_reasoning_effort_reach_the_backend(serve: ServeFactory)
         "json_schema": {"name": "City", "schema": schema, "strict": True},
     }
     assert (params.reasoning_effort, params.tool_choice) == ("low", "none")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_failure_before_the_first_event_is_an_http_error(
+    serve: ServeFactory, streamed: bool
+) -> None:
+    served = serve([E.RateLimitError("upstream busy", retry_after=3)])
+    with sync_sdk(served.base_url) as sdk, pytest.raises(openai.RateLimitError) as info:
+        if streamed:
+            list(sdk.responses.create(model="fake-model", input="x", stream=True))
+        else:
+            sdk.responses.create(model="fake-model", input="x")
+    assert info.value.response.headers["retry-after"] == "3"
+
+
+def test_input_items_pages(serve: ServeFactory) -> None:
+    served = serve([Reply("ok")])
+    items = [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "two"},
+        {"role": "user", "content": "three"},
+    ]
+    with sync_sdk(served.base_url) as sdk:
+        r = sdk.responses.create(model="fake-model", input=items)  # type: ignore[arg-type]
+        url = f"{served.v1}/responses/{r.id}/input_items"
+        newest_first = httpx.get(url).json()
+        texts = [i["content"][0]["text"] for i in newest_first["data"]]
+        assert texts == ["three", "two", "one"] and not newest_first["has_more"]
+        page = httpx.get(url, params={"order": "asc", "limit": 2}).json()
+        assert [i["content"][0]["text"] for i in page["data"]] == ["one", "two"] and page[
+            "has_more"
+        ]
+        rest = httpx.get(url, params={"order": "asc", "after": page["last_id"]}).json()
+        assert [i["content"][0]["text"] for i in rest["data"]] == ["three"]
+        listed = sdk.responses.input_items.list(r.id, order="asc")
+        assert [i.role for i in listed.data] == ["user", "assistant", "user"]  # type: ignore[union-attr]
+        bad = httpx.get(url, params={"limit": 0})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
