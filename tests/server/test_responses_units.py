@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from llmkit.backends._responses_wire import ResponsesSSE
 from llmkit.server._responses_shapes import EventWriter, ResponsesRequestBody
+from llmkit.streaming import StreamAccumulator
 from llmkit.types import ChatResponse, Message, ReasoningDelta, TextDelta, ToolCall, ToolCallDelta
 
 ADAPTER: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
@@ -83,3 +87,40 @@ def test_reasoning_then_text_items_in_order() -> None:
 def test_an_empty_reply_still_has_its_message() -> None:
     events = write([], ChatResponse(message=Message.assistant("")))
     assert [o.type for o in events[-1].response.output] == ["message"]
+
+
+# What the server writes, llmkit's client reads back as the same reply (any mix of deltas).
+_piece = st.text(alphabet='ab \n{}"é', min_size=1, max_size=5)
+_event = st.one_of(
+    st.builds(TextDelta, delta=_piece),
+    st.builds(ReasoningDelta, reasoning=_piece),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_event, max_size=12), st.lists(st.lists(_piece, max_size=3), max_size=3))
+def test_the_client_decodes_what_the_server_writes(
+    content: list[Any], calls: list[list[str]]
+) -> None:
+    events: list[Any] = list(content)
+    for index, parts in enumerate(calls):
+        events.append(ToolCallDelta(index=index, id=f"call_{index}", name=f"f{index}"))
+        events += [ToolCallDelta(index=index, arguments=p) for p in parts]
+    original = StreamAccumulator()
+    for event in events:
+        original.add(event)
+    expected = original.response()
+    writer = EventWriter(
+        ResponsesRequestBody(model="m", input="x"), id="resp_1", model="m", created=1
+    )
+    data = writer.start() + b"".join(writer.feed(e) for e in events) + writer.finish(expected)[0]
+    stream = ResponsesSSE(backend="b")
+    decoded = StreamAccumulator()
+    for event in stream.feed(data) + stream.flush() + stream.decoder.finish():
+        decoded.add(event)
+    got = decoded.response()
+    assert (got.text, got.reasoning) == (expected.text, expected.reasoning)
+    assert [(c.id, c.name, c.arguments) for c in got.tool_calls] == [
+        (c.id, c.name, c.arguments) for c in expected.tool_calls
+    ]
+    assert got.id == "resp_1"
