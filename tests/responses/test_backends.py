@@ -460,3 +460,9 @@ async def test_azure_sends_to_its_responses_endpoint(mock: respx.MockRouter, mod
     assert sent_request.url.params["api-version"] == "2025-04-01-preview"
     assert sent_request.headers["api-key"] == KEY
     assert json.loads(sent_request.content)["model"] == "my-gpt5"
+
+
+def test_api_is_a_backend_option_in_config_files() -> None:
+    config = {"model": "openai:gpt-5", "options": {"api": "responses", "api_key": "k"}}
+    with Client.from_config(config) as client:
+        assert client.backend._settings.api == "responses"  # type: ignore[attr-defined]
