@@ -44,6 +44,7 @@ class StreamAccumulator:
         self.finish_reason: str | None = None
         self.id: str | None = None
         self.request_id: str | None = None
+        self.provider_data: dict[str, Any] | None = None
         self.model = model
         self.backend = backend
 
@@ -72,6 +73,8 @@ class StreamAccumulator:
                 self.model = event.model
             if event.request_id:
                 self.request_id = event.request_id
+            if event.provider_data:
+                self.provider_data = event.provider_data
 
     @property
     def text(self) -> str:
@@ -101,6 +104,7 @@ class StreamAccumulator:
             content=text if (text or not calls) else None,
             tool_calls=calls or None,
             reasoning=self.reasoning,
+            provider_data=self.provider_data,
         )
         usage = self.usage or Usage.estimate(
             prompt_text, (self.reasoning or "") + text + "".join(c.arguments for c in calls)

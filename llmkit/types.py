@@ -364,6 +364,8 @@ class Tool(BaseModel):
             data = dict(value)
             if data.get("type") == "function" and "function" in data:
                 data = dict(data["function"])
+            elif data.get("type") == "function":  # the Responses API's flat form
+                data.pop("type")
             try:
                 return cls.model_validate(data)
             except ValidationError as exc:
@@ -633,6 +635,9 @@ class FinishEvent(_Event):
     request_id: str | None = None
     """The provider's request id (``x-request-id`` of the streamed HTTP response), when it
     sent one; becomes :attr:`ChatResponse.request_id` of the accumulated response."""
+    provider_data: dict[str, Any] | None = Field(default=None, repr=False)
+    """Opaque round-trip state of the reply (e.g. encrypted reasoning items of the Responses
+    API); becomes the accumulated message's :attr:`Message.provider_data`."""
 
 
 StreamEvent = Annotated[

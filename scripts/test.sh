@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything into .venv and run the whole test suite: lint, types, tests (slow ones
-# included), and the openai backend's tests again under the newest openai 2.x.
+# included), and the openai SDK tests (backend, Responses, serve's SDK client) under openai 2.x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,7 +65,10 @@ if [ -d tests/openai ]; then
     echo "== openai 2.x"
     [ -x .venv-openai2/bin/python ] || "$PYTHON" -m venv .venv-openai2
     .venv-openai2/bin/python -m pip install -q --upgrade pip
-    .venv-openai2/bin/pip install -q "openai>=2,<3" -e ".[dev]"
+    .venv-openai2/bin/pip install -q "openai>=2,<3" -e ".[dev,server]"
     .venv-openai2/bin/python -c "import openai; print('openai', openai.__version__)"
-    .venv-openai2/bin/pytest -q -p no:cacheprovider tests/openai
+    # The SDK backend, the Responses API (client side), and the SDK as llmkit serve's client.
+    .venv-openai2/bin/pytest -q -p no:cacheprovider tests/openai tests/responses \
+        tests/server/test_openai_sdk.py tests/server/test_responses.py \
+        tests/server/test_responses_units.py
 fi

@@ -15,6 +15,9 @@ exceptions. llmkit adds the rest:
   OpenAI-compatible dialect uses) over the SDK's raw streaming response, which skips
   building a pydantic object per chunk.
 
+With ``api="responses"`` chat calls go to ``/responses`` instead (the Responses API): the
+mapping is :mod:`llmkit.backends._responses_wire`, the shells stay the same.
+
 Every keyword the SDK's ``create()`` accepts is passed as a keyword (so the outgoing JSON is
 exactly what the SDK would send); anything else a caller passes goes into ``extra_body``.
 ``ChatResponse.raw`` is the reply's decoded JSON (a dict in the OpenAI shape), the same
@@ -35,6 +38,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 import openai
+import openai.resources.responses  # lazily exported in 3.x; imported for its signature
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
@@ -60,6 +64,7 @@ from ..types import (
     StreamEvent,
 )
 from ._embeddings_wire import openai_embedding_body, parse_openai_embeddings
+from ._openai_responses import ResponsesStreamState
 from ._openai_wire import (
     StreamDecoder,
     chat_payload,
@@ -68,6 +73,7 @@ from ._openai_wire import (
     parse_chat_completion,
     parse_completion,
 )
+from ._responses_wire import parse_response, responses_body
 from .base import BaseBackend, Capabilities, validate_options
 
 __all__ = ["AzureOpenAIBackend", "AzureOpenAISettings", "OpenAIBackend", "OpenAISettings"]
@@ -96,6 +102,7 @@ def _sdk_params(fn: Callable[..., Any]) -> frozenset[str]:
 _CHAT_PARAMS = _sdk_params(openai.resources.chat.Completions.create)
 _COMPLETION_PARAMS = _sdk_params(openai.resources.Completions.create)
 _EMBEDDING_PARAMS = _sdk_params(openai.resources.Embeddings.create)
+_RESPONSES_PARAMS = _sdk_params(openai.resources.responses.Responses.create)
 
 
 # ---------------------------------------------------------------------------- settings
@@ -119,6 +126,8 @@ class _CommonSettings(BaseModel):
     models (o-series, gpt-5) and ``max_tokens`` to everything else."""
     verify: bool | str = True
     """TLS verification: ``False`` or a CA bundle path for private hosts."""
+    api: Literal["chat", "responses"] = "chat"
+    """The API chat calls use: chat completions, or the Responses API (``/responses``)."""
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -311,6 +320,11 @@ class _OpenAIBase(BaseBackend):
         return _http.httpx_timeout(timeout)
 
     def _chat_kwargs(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        if self._settings.api == "responses":  # OpenAI's floor for max_output_tokens is 16
+            body = responses_body(request, model=request.model or self.model, min_output_tokens=16)
+            kwargs = _split_kwargs(body, _RESPONSES_PARAMS)
+            kwargs["timeout"] = self._per_call_timeout(request)
+            return {**kwargs, "stream": True} if stream else kwargs
         payload = chat_payload(request, stream=False)
         if not payload["model"]:
             payload["model"] = self.model
@@ -343,13 +357,19 @@ class _OpenAIBase(BaseBackend):
             return self._completion_kwargs(request, stream=True)
         return self._chat_kwargs(request, stream=True)
 
-    @staticmethod
-    def _streaming_create(sdk: Any, request: ChatRequest | CompletionRequest) -> Any:
-        """The SDK's streaming ``create()`` for ``request``: ``/chat/completions``, or
-        ``/completions`` for a raw prompt."""
+    def _streaming_create(self, sdk: Any, request: ChatRequest | CompletionRequest) -> Any:
+        """The SDK's streaming ``create()`` for ``request``: ``/chat/completions`` (or
+        ``/responses``), or ``/completions`` for a raw prompt."""
         if isinstance(request, CompletionRequest):
             return sdk.completions.with_streaming_response.create
-        return sdk.chat.completions.with_streaming_response.create
+        return self._chat_api(sdk).with_streaming_response.create
+
+    def _chat_api(self, sdk: Any) -> Any:
+        return sdk.responses if self._settings.api == "responses" else sdk.chat.completions
+
+    def _stream_state(self, model: str, request: ChatRequest | CompletionRequest) -> Any:
+        chat = isinstance(request, ChatRequest) and self._settings.api == "responses"
+        return (ResponsesStreamState if chat else _StreamState)(self.name, model, request.deadline)
 
     # -- response reading (pure)
 
@@ -358,9 +378,16 @@ class _OpenAIBase(BaseBackend):
     ) -> ChatResponse:
         data = _decode_json(content, backend=self.spec)
         error = error_in_payload(data, backend=self.name, model=model)
-        if error is not None:  # some compatible servers answer 200 with an error object
+        if error is not None and self._settings.api == "chat":  # 200 with an error object
             raise self._map_error(error, model)
-        response = parse_chat_completion(data, backend=self.spec)
+        try:
+            if self._settings.api == "responses":
+                response = parse_response(data, backend=self.spec, model=model)
+            else:
+                response = parse_chat_completion(data, backend=self.spec)
+        except ProviderError as exc:  # a failed response, a malformed reply
+            exc.backend = self.name
+            raise self._map_error(exc, model) from None
         response.request_id = headers.get("x-request-id")
         return response
 
@@ -430,7 +457,7 @@ class _OpenAIBase(BaseBackend):
         # openai.OpenAIError outside HTTP: missing credentials, a token provider that failed.
         return ConfigError(f"{self.name}: {redact(str(exc), secrets)}")
 
-    def _stream_error(self, exc: BaseException, model: str, state: _StreamState) -> LLMError:
+    def _stream_error(self, exc: BaseException, model: str, state: Any) -> LLMError:
         error = self._map_error(exc, model)
         if isinstance(error, ProviderError) and error.request_id is None:
             error.request_id = state.request_id  # from the response headers
@@ -457,7 +484,7 @@ class _OpenAIBase(BaseBackend):
         kwargs = self._chat_kwargs(request, stream=False)
         try:
             with _http.CallBudget(request.timeout, request.deadline):
-                raw = self.sdk.chat.completions.with_raw_response.create(**kwargs)
+                raw = self._chat_api(self.sdk).with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
         return self._chat_response(raw.content, kwargs["model"], raw.headers)
@@ -474,7 +501,7 @@ class _OpenAIBase(BaseBackend):
     def _stream(self, request: ChatRequest | CompletionRequest) -> Iterator[StreamEvent]:
         kwargs = self._stream_kwargs(request)
         model = kwargs["model"]
-        state = _StreamState(self.name, model, request.deadline)
+        state = self._stream_state(model, request)
         budget = _http.CallBudget(request.timeout, request.deadline, stream=True)
         try:
             with contextlib.ExitStack() as stack:
@@ -536,7 +563,7 @@ class _OpenAIBase(BaseBackend):
         """Async :meth:`chat`."""
         kwargs = self._chat_kwargs(request, stream=False)
         try:
-            raw = await self.async_sdk.chat.completions.with_raw_response.create(**kwargs)
+            raw = await self._chat_api(self.async_sdk).with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
         return self._chat_response(raw.content, kwargs["model"], raw.headers)
@@ -554,7 +581,7 @@ class _OpenAIBase(BaseBackend):
     ) -> AsyncIterator[StreamEvent]:
         kwargs = self._stream_kwargs(request)
         model = kwargs["model"]
-        state = _StreamState(self.name, model, request.deadline)
+        state = self._stream_state(model, request)
         sdk = self.async_sdk
         try:
             async with self._streaming_create(sdk, request)(**kwargs) as response:

@@ -31,6 +31,7 @@ from .app import (
     DEFAULT_QUEUE_TIMEOUT,
     create_app,
 )
+from .responses import ResponseStore
 from .runner import DEFAULT_GRACEFUL_TIMEOUT, is_loopback, run_in_thread, serve_app
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_TOKENS_CAP",
     "DEFAULT_QUEUE_TIMEOUT",
+    "ResponseStore",
     "create_app",
     "is_loopback",
     "run_in_thread",

@@ -2,6 +2,7 @@
 
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (each plain and
 streamed: a stream relays the backend's events as OpenAI chunks as they are generated),
+``POST /v1/responses`` with its stored responses (see ``responses``),
 ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open),
 ``GET /openapi.json`` and the chat page at ``GET /`` (see ``_page``; ``ui=False`` drops
 it). Whatever backend the client holds answers -- a local ``hf:`` model, or
@@ -44,6 +45,7 @@ from ._middleware import LOG_KEY, AccessLogMiddleware, BearerAuthMiddleware
 from ._openapi import openapi_document
 from ._page import PAGE_PATHS, page_routes
 from ._schemas import ChatCompletionRequest, CompletionRequestBody, RequestError, parse_body
+from .responses import ResponseStore, responses_routes
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -427,6 +429,7 @@ def create_app(
     served_model: str | None = None,
     close_client: bool = False,
     ui: bool = True,
+    responses_store: ResponseStore | None = None,
 ) -> Starlette:
     """Build the OpenAI-compatible ASGI app that answers through ``client``.
 
@@ -448,6 +451,8 @@ def create_app(
         close_client: close the client(s) when the app shuts down (the app owns them).
         ui: serve the chat page at ``/``. The page is static and open (a browser cannot send
             a bearer header when it navigates); the API calls it makes need the key.
+        responses_store: where ``/v1/responses`` keeps ``store: true`` responses (default:
+            an in-memory store of 1000 entries, 64 MiB, one hour).
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -495,6 +500,7 @@ def create_app(
             Route("/v1/completions", server.completions, methods=["POST"]),
             Route("/v1/models", server.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", server.get_model, methods=["GET"]),
+            *responses_routes(server, responses_store),
             Route("/health", server.health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             *(page_routes() if ui else ()),

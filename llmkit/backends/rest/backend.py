@@ -64,6 +64,7 @@ from .._openai_wire import ThinkTags
 from ..base import BaseBackend, validate_options
 from .dialect_ollama import OllamaDialect
 from .dialect_openai import OpenAIDialect
+from .dialect_responses import ResponsesDialect
 from .dialect_tgi import TEMPLATES, TGIDialect
 from .replicas import Balance, Replica, ReplicaHealth, ReplicaSet
 from .wire import BACKEND, Dialect, WireCall, WireOptions, trim
@@ -107,6 +108,9 @@ class RestSettings(BaseModel):
 
     base_url: list[str] | None = None
     dialect: DialectName = "openai"
+    api: Literal["chat", "responses"] = Field(
+        default="chat", description="openai dialect: chat via /v1/chat/completions or /v1/responses"
+    )
     api_key: SecretStr | None = None
     auth_header: str = Field(
         default="authorization",
@@ -204,6 +208,8 @@ class RestSettings(BaseModel):
                 )
         if self.keep_alive is not None and self.dialect != "ollama":
             raise ValueError("'keep_alive' applies to the ollama dialect only")
+        if self.api != "chat" and self.dialect != "openai":
+            raise ValueError("api='responses' applies to the openai dialect only")
         if self.think_levels and self.dialect != "ollama":
             raise ValueError("'think_levels' applies to the ollama dialect only")
         if self.base_url is None and self.dialect not in _DEFAULT_URLS:
@@ -234,7 +240,8 @@ class RestBackend(BaseBackend):
         self._replicas = ReplicaSet(
             s.base_url or [_DEFAULT_URLS[s.dialect]], balance=s.balance, cooldown=s.cooldown
         )
-        self._dialect = _DIALECTS[s.dialect](
+        dialect = ResponsesDialect if s.api == "responses" else _DIALECTS[s.dialect]
+        self._dialect = dialect(
             WireOptions(
                 spec=self.spec,
                 stream_usage=s.stream_usage,
@@ -382,6 +389,11 @@ class RestBackend(BaseBackend):
             err.backend = BACKEND
         if err.model is None:
             err.model = self.model
+        if self._secrets:  # error text parsed from a reply may echo the key back
+            err.message = redact(err.message, self._secrets)
+            err.args = (err.message,)
+            if err.body is not None:
+                err.body = json.loads(redact(json.dumps(err.body, default=str), self._secrets))
         return err
 
     def _failure(self, exc: Exception, replica: Replica) -> tuple[ProviderError, bool]:
