@@ -53,7 +53,7 @@ from ...errors import (
 from ...streaming import with_request_id
 from ...timeouts import Timeout
 from ...types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
-from ..base import BaseBackend, validate_options
+from ..base import BaseBackend, check_json_extra, validate_options
 from .dialect_ollama import OllamaDialect
 from .dialect_openai import OpenAIDialect
 from .dialect_tgi import TEMPLATES, TGIDialect
@@ -445,6 +445,7 @@ class RestBackend(BaseBackend):
         return self._stream(self._dialect.complete(request, stream=True), request)
 
     def _send(self, call: WireCall, request: ChatRequest | CompletionRequest) -> ChatResponse:
+        check_json_extra(self.name, request.extra)
         client = self._sync_client()
         tried: list[Replica] = []
         while True:
@@ -472,6 +473,7 @@ class RestBackend(BaseBackend):
     def _stream(
         self, call: WireCall, request: ChatRequest | CompletionRequest
     ) -> Iterator[StreamEvent]:
+        check_json_extra(self.name, request.extra)
         client = self._sync_client()
         tried: list[Replica] = []
         while True:
@@ -559,6 +561,7 @@ class RestBackend(BaseBackend):
     async def _asend(
         self, call: WireCall, request: ChatRequest | CompletionRequest
     ) -> ChatResponse:
+        check_json_extra(self.name, request.extra)
         client = self._async_client()
         tried: list[Replica] = []
         while True:
@@ -584,6 +587,7 @@ class RestBackend(BaseBackend):
     async def _astream(
         self, call: WireCall, request: ChatRequest | CompletionRequest
     ) -> AsyncIterator[StreamEvent]:
+        check_json_extra(self.name, request.extra)
         client = self._async_client()
         tried: list[Replica] = []
         while True:
