@@ -97,7 +97,7 @@ make_env .venv-py310 "$PY310"
 make_env .venv-py313 "$PY313"
 make_env .venv-openai2 "$PYTHON" "openai>=2,<3"
 # The lower bounds in pyproject.toml; raise them there and here together.
-make_env .venv-min "$PYTHON" "httpx==0.27.0" "pydantic==2.7.0"
+make_env .venv-min "$PYTHON" "httpx==0.27.0" "pydantic==2.9.0"
 
 # The hf tests are not installed there: their skips ("no-hf") are the expected ones.
 export LLMKIT_EXPECTED_SKIPS=no-hf

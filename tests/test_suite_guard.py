@@ -37,9 +37,11 @@ def _run(pytester: pytest.Pytester, reason: str, expected: str = "") -> pytest.R
 def guarded(
     pytester: pytest.Pytester, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> pytest.Pytester:
-    # The child pytest must find suite_guard.py (tests/ is not a package).
+    # The child pytest must find suite_guard.py (tests/ is not a package), and loads only the
+    # plugins named (pytest-timeout below), not whatever the environment has installed.
     here = str(request.path.parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     return pytester
 
 
@@ -68,6 +70,6 @@ def test_a_slow_test_gets_its_own_limit(guarded: pytest.Pytester) -> None:
         "def test_slow(setup_takes_time):\n    pass\n"
         "def test_fast(setup_takes_time):\n    pass\n"
     )
-    result = guarded.runpytest_subprocess("-p", "no:cacheprovider")
+    result = guarded.runpytest_subprocess("-p", "no:cacheprovider", "-p", "pytest_timeout")
     result.assert_outcomes(passed=1, errors=1)  # the fast one hits the global limit in setup
     result.stdout.fnmatch_lines(["*test_fast*Timeout*"])
