@@ -43,8 +43,9 @@ stage "docs"
 # ---------------------------------------------------------------- the other lines
 find_python() {
     local version=$1 candidate
-    for candidate in "$(command -v "python$version" || true)" "$HOME"/.pyenv/versions/"$version".*/bin/python; do
-        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+    # pyenv's own folders first: its shims answer for every version but run only the active ones.
+    for candidate in "$HOME"/.pyenv/versions/"$version".*/bin/python "$(command -v "python$version" || true)"; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c "" 2>/dev/null; then
             echo "$candidate"
             return 0
         fi
