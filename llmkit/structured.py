@@ -6,13 +6,15 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PydanticUserError, ValidationError
 
+from .errors import InvalidInputError
 from .types import Message
 
 __all__ = [
     "extract_json",
     "instruction_message",
+    "json_schema_of",
     "repair_message",
     "response_format_for",
     "schema_instruction_message",
@@ -22,11 +24,29 @@ __all__ = [
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
+def json_schema_of(model: type[BaseModel], what: str = "response_model") -> dict[str, Any]:
+    """``model``'s JSON schema, or :class:`InvalidInputError` saying what to change.
+
+    pydantic raises its own errors (``PydanticInvalidForJsonSchema`` for a field of an
+    arbitrary type, for one) from deep inside schema generation; the caller only passed a
+    model, so the error names the model and the usual fixes.
+    """
+    try:
+        return model.model_json_schema()
+    except PydanticUserError as exc:
+        reason = str(exc).splitlines()[0]
+        raise InvalidInputError(
+            f"{what} {model.__name__}: pydantic cannot write a JSON schema for it ({reason}); "
+            "use JSON-compatible field types, or annotate the field with "
+            "pydantic.WithJsonSchema(...)"
+        ) from exc
+
+
 def response_format_for(model: type[BaseModel]) -> dict[str, Any]:
     """The OpenAI ``response_format`` (``json_schema``) for a pydantic model."""
     return {
         "type": "json_schema",
-        "json_schema": {"name": model.__name__, "schema": model.model_json_schema()},
+        "json_schema": {"name": model.__name__, "schema": json_schema_of(model)},
     }
 
 
@@ -63,7 +83,7 @@ def instruction_message(model: type[BaseModel]) -> Message:
     better than a raw JSON schema, which they tend to echo back; the full schema is added
     only when the template cannot carry everything (nested definitions).
     """
-    return schema_instruction_message(model.model_json_schema())
+    return schema_instruction_message(json_schema_of(model))
 
 
 def schema_instruction_message(schema: dict[str, Any]) -> Message:

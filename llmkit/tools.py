@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 
 from .errors import InvalidInputError
+from .structured import json_schema_of
 from .types import Message, Tool, ToolCall
 
 __all__ = ["ToolBox", "execute", "tool_from_function", "tool_from_model"]
@@ -91,11 +92,18 @@ def tool_from_function(fn: Callable[..., Any]) -> Tool:
     """A :class:`Tool` that describes ``fn`` and can run it."""
     if not callable(fn) or not hasattr(fn, "__name__"):
         raise InvalidInputError(f"cannot make a tool from {fn!r}; pass a named function")
-    model = _arguments_model(fn)
+    try:
+        model = _arguments_model(fn)
+    except PydanticUserError as exc:  # a parameter type pydantic cannot validate
+        reason = str(exc).splitlines()[0]
+        raise InvalidInputError(
+            f"tool function {fn.__name__!r}: pydantic cannot describe its parameters "
+            f"({reason}); annotate them with JSON-compatible types or pydantic models"
+        ) from exc
     tool = Tool(
         name=fn.__name__,
         description=_docstring_summary(fn),
-        parameters=_clean_schema(model.model_json_schema()),
+        parameters=_clean_schema(json_schema_of(model, f"tool function {fn.__name__!r}:")),
     )
     tool._function = fn
     tool._arguments = model
@@ -107,7 +115,7 @@ def tool_from_model(model: type[BaseModel]) -> Tool:
     tool = Tool(
         name=model.__name__,
         description=_docstring_summary(model),
-        parameters=_clean_schema(model.model_json_schema()),
+        parameters=_clean_schema(json_schema_of(model, "tool")),
     )
     tool._function = lambda **kwargs: model(**kwargs)
     tool._arguments = model

@@ -151,7 +151,10 @@ class ToolCall(BaseModel):
     @classmethod
     def _arguments_as_text(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            return json.dumps(value)
+            try:
+                return json.dumps(value)
+            except (TypeError, ValueError) as exc:  # pydantic reports it as a ValidationError
+                raise ValueError(f"tool call arguments must be JSON values: {exc}") from None
         return value
 
     @property

@@ -10,6 +10,9 @@ import pytest
 
 from llmkit import AsyncClient, ChatResponse, Client
 
+# Unexpected skips fail the run; slow tests keep their own time limits (see the module).
+pytest_plugins = ["suite_guard"]
+
 
 class Driver:
     """Runs one client operation in sync or async mode with identical arguments, so every

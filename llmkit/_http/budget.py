@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import ssl
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar, Token
 from time import monotonic as _monotonic
@@ -41,7 +42,7 @@ import httpx
 from ..timeouts import Timeout
 from .pool import wrap_network_backends
 
-__all__ = ["BudgetBackend", "CallBudget", "OverBudget", "install"]
+__all__ = ["BudgetBackend", "BudgetNotEnforcedWarning", "CallBudget", "OverBudget", "install"]
 
 _ACTIVE: ContextVar[CallBudget | None] = ContextVar("llmkit_call_budget", default=None)
 
@@ -307,11 +308,32 @@ def _bind_body(response: httpx.Response) -> None:
         response.stream = _BudgetedBody(response.stream, budget)
 
 
+class BudgetNotEnforcedWarning(RuntimeWarning):
+    """llmkit could not attach its time budgets to an httpx client (see :func:`install`)."""
+
+
 def install(client: httpx.Client) -> bool:
     """Make ``client`` honour the active :class:`CallBudget` (its own pool and the proxy
     pools httpx mounted from the environment). Whether every pool could be wrapped:
     httpx does not expose its transports' network backend, so a future release may move it.
+
+    When one could not be, this warns (:class:`BudgetNotEnforcedWarning`, once per call
+    site) rather than raising: the client still works and httpx's own per-operation
+    timeouts still end a connection that stalls outright, but a ``total`` deadline over a
+    trickling reply and a stream's ``idle`` gap are no longer enforced on that client. A
+    warning is loud (and CI turns it into an error) without breaking every call of an
+    application the day it upgrades httpx.
     """
     ok = wrap_network_backends(client, BudgetBackend, httpcore.NetworkBackend, httpx.HTTPTransport)
     client.event_hooks["response"].append(_bind_body)
+    if not ok:
+        warnings.warn(
+            f"llmkit cannot enforce total and idle timeouts on sync HTTP calls with httpx "
+            f"{httpx.__version__} / httpcore {httpcore.__version__}: the connection pool no "
+            "longer exposes its network backend where llmkit looks for it. Per-operation "
+            "timeouts still apply. Install the httpx release llmkit was tested with "
+            "(see its pyproject.toml) or upgrade llmkit.",
+            BudgetNotEnforcedWarning,
+            stacklevel=3,
+        )
     return ok

@@ -15,6 +15,7 @@ and write methods are the inner stream's bound methods, so a chunk costs nothing
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import sys
@@ -140,12 +141,24 @@ def wrap_network_backends(
         if isinstance(backend, inner):
             pool._network_backend = wrapper(backend)  # type: ignore[union-attr]
         elif isinstance(mounted, transport):
-            ok = False  # pragma: no cover - depends on the httpx/httpcore release
+            ok = False  # httpx/httpcore moved the attribute; the caller says what is lost
     return ok
 
 
 def install_async(client: httpx.AsyncClient) -> bool:
-    """Give ``client``'s connections the quick ``is_readable`` (see the module docstring)."""
-    return wrap_network_backends(
+    """Give ``client``'s connections the quick ``is_readable`` (see the module docstring).
+
+    Where httpx moved the attribute this only logs: the check is a speed-up, and async
+    timeouts do not depend on it (asyncio bounds each await). The test suite pins that it
+    installs on the tested httpx (``tests/test_http_internals.py``).
+    """
+    ok = wrap_network_backends(
         client, QuickCheckBackend, httpcore.AsyncNetworkBackend, httpx.AsyncHTTPTransport
     )
+    if not ok:
+        logging.getLogger("llmkit.http").warning(
+            "llmkit: httpx %s moved the connection pool's network backend; async calls work "
+            "but skip the quicker idle-connection check",
+            httpx.__version__,
+        )
+    return ok

@@ -29,6 +29,7 @@ invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_op
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ConfigError, UnsupportedFeatureError
+from ..errors import ConfigError, InvalidInputError, UnsupportedFeatureError
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -123,6 +124,22 @@ def validate_options(
         value = err.get("input")
         shown = "***" if "key" in field or "token" in field else repr(value)
         raise ConfigError(f"{backend}: invalid option {field}={shown}: {err['msg']}") from None
+
+
+def check_json_extra(backend: str, extra: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidInputError` for a pass-through value that cannot travel as JSON.
+
+    Extra keyword arguments go into the request body as they are; without this check a set,
+    a ``datetime`` or an object failed deep inside httpx's encoder as a bare ``TypeError``.
+    """
+    for key, value in extra.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"{backend}: {key}={type(value).__name__} value cannot be sent as JSON ({exc}); "
+                "pass JSON values (str, int, float, bool, None, lists and dicts of them)"
+            ) from None
 
 
 class BaseBackend:

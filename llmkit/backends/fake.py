@@ -215,15 +215,24 @@ class FakeBackend(BaseBackend):
         raise ConfigError(f"FakeBackend cannot use script item {item!r}")
 
     def _wait(
-        self, seconds: float, request: ChatRequest | CompletionRequest, budget: float
+        self,
+        seconds: float,
+        request: ChatRequest | CompletionRequest,
+        budget: float,
+        phase: str = "first-token",
     ) -> None:
         if seconds <= 0:
             return
         if seconds > budget:
-            # Simulate a transport's timeout firing: wait out the budget, then fail.
+            # Simulate a transport's timeout firing: wait out the budget, then fail with the
+            # budget named as the real backends name it, so a test can tell which one the
+            # client handed down.
             self._sleep(budget)
+            what = "no token" if phase == "first-token" else "no new event"
             raise TimeoutError(
-                "fake backend stalled past the time budget", backend=self.name, model=self.model
+                f"{phase} timeout: {what} within {budget:g}s (fake backend stalled)",
+                backend=self.name,
+                model=self.model,
             )
         self._sleep(seconds)
 
@@ -262,7 +271,7 @@ class FakeBackend(BaseBackend):
                 if reply.fail_after is not None and index == reply.fail_after:
                     raise reply.error or LLMError("scripted failure")
                 if index:
-                    self._wait(reply.chunk_delay, request, request.timeout.idle)
+                    self._wait(reply.chunk_delay, request, request.timeout.idle, "idle")
                 yield event
         finally:
             self.closed_streams += 1

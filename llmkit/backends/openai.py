@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
 from ..errors import (
+    AuthenticationError,
     ConfigError,
     ConnectionError,
     InvalidInputError,
@@ -74,7 +75,7 @@ from ._openai_wire import (
     parse_completion,
 )
 from ._responses_wire import parse_response, responses_body
-from .base import BaseBackend, Capabilities, validate_options
+from .base import BaseBackend, Capabilities, check_json_extra, validate_options
 
 __all__ = ["AzureOpenAIBackend", "AzureOpenAISettings", "OpenAIBackend", "OpenAISettings"]
 
@@ -177,6 +178,8 @@ def _split_kwargs(payload: dict[str, Any], known: frozenset[str]) -> dict[str, A
         elif key not in _RESERVED:
             extra_body[key] = value
     if extra_body:
+        # The SDK encodes its own keywords (dates included) but hands extra_body to httpx as is.
+        check_json_extra("openai", extra_body)
         kwargs["extra_body"] = extra_body
     return kwargs
 
@@ -634,6 +637,37 @@ class _OpenAIBase(BaseBackend):
             self._async_client = None
 
 
+def _provider_error(exc: Exception, secrets: list[str]) -> AuthenticationError:
+    return AuthenticationError(
+        f"azure_ad_token_provider raised {type(exc).__name__}: "
+        f"{redact(str(exc), secrets) or '(no message)'}; check the credential it uses "
+        "(for azure-identity: az login, the managed identity or the service principal)",
+        backend="azure",
+    )
+
+
+def _guarded_provider(provider: Callable[[], Any], secrets: list[str]) -> Callable[[], Any]:
+    """``provider`` with its failures as :class:`AuthenticationError`: the SDK calls it
+    itself, so anything it raises (an azure-identity error, a ``RuntimeError``) would
+    otherwise reach the caller as it is. Async providers (the async SDK awaits what the
+    provider returns) are wrapped the same way."""
+
+    async def awaited(token: Any) -> Any:
+        try:
+            return await token
+        except Exception as exc:
+            raise _provider_error(exc, secrets) from exc
+
+    def call() -> Any:
+        try:
+            token = provider()
+        except Exception as exc:
+            raise _provider_error(exc, secrets) from exc
+        return awaited(token) if inspect.isawaitable(token) else token
+
+    return call
+
+
 def _secret(value: SecretStr | None, *env_names: str) -> str | None:
     if value is not None:
         return value.get_secret_value() or None
@@ -740,7 +774,11 @@ class AzureOpenAIBackend(_OpenAIBase):
             api_version=self._api_version,
             api_key=self._api_key,
             azure_ad_token=self._ad_token,
-            azure_ad_token_provider=s.azure_ad_token_provider,
+            azure_ad_token_provider=(
+                None
+                if s.azure_ad_token_provider is None
+                else _guarded_provider(s.azure_ad_token_provider, self._secrets)
+            ),
             organization=s.organization,
             default_headers=s.default_headers or None,
             default_query=s.default_query or None,

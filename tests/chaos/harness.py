@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,3 +110,25 @@ def run(
         asyncio.run(go())
     out.elapsed = time.monotonic() - started
     return out
+
+
+# What each budget's TimeoutError says (the sync budgets, the async client's timers and the
+# transports' own read timeouts word it differently; each names its phase).
+_PHASES = {
+    "total": re.compile(r"total timeout|deadline", re.IGNORECASE),
+    # httpx's own read timeout on the async path: before the reply it can only be the
+    # first-token budget, but the message names both (see the report of issue 15).
+    "read": re.compile(r"read \(first token / idle\) timeout", re.IGNORECASE),
+    "idle": re.compile(r"idle", re.IGNORECASE),
+    "first_token": re.compile(r"first.token|read timeout", re.IGNORECASE),
+}
+
+
+def phase_of(error: BaseException | None) -> str:
+    """Which budget a :class:`TimeoutError` names (``"total"``, ``"idle"``,
+    ``"first_token"``, or ``"read"`` for the transport's read timeout), so a test can assert *which* one fired, not just that one did."""
+    text = str(error)
+    for phase, pattern in _PHASES.items():
+        if pattern.search(text):
+            return phase
+    return f"unknown: {text}"

@@ -66,7 +66,8 @@ def test_stream_body_keeps_its_budget_after_the_send(server: FaultServer) -> Non
             started = time.monotonic()
             with pytest.raises(httpx.ReadTimeout) as info:
                 next(chunks)
-            assert time.monotonic() - started < 0.2 + 0.5
+            # Backstop only (the budget named below is the check): httpx alone would wait 5 s.
+            assert time.monotonic() - started < 0.2 + 2.0
         finally:
             response.close()
         cause = info.value.__cause__

@@ -167,7 +167,10 @@ def tiny_gguf(models_root: Path, tiny_llama_dir: Path) -> Path:
     writer.add_head_count(config.num_attention_heads)
     writer.add_head_count_kv(config.num_key_value_heads)
     writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
-    writer.add_rope_freq_base(float(config.rope_parameters["rope_theta"]))
+    # transformers 5 keeps rope_theta in rope_parameters; 4.x on the config (the minimum
+    # versions run uses 4.56).
+    rope = getattr(config, "rope_parameters", None) or {"rope_theta": config.rope_theta}
+    writer.add_rope_freq_base(float(rope["rope_theta"]))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)

@@ -177,6 +177,11 @@ def test_concurrent_calls_are_safe(llama: HuggingFaceBackend) -> None:
     wait_no_generate_threads()
 
 
+# Closing must not wait for the generation: 400 slowed steps take 8 s, one step 20 ms. The
+# bound sits far from both so a loaded CI machine does not trip it (0.5 s did).
+CLOSE_BOUND = 3.0
+
+
 def test_closing_a_stream_stops_generation_promptly(llama: HuggingFaceBackend) -> None:
     before = threading.active_count()
     stream = llama.stream(chat_request(max_tokens=400, extra=slow(0.02)))
@@ -185,7 +190,7 @@ def test_closing_a_stream_stops_generation_promptly(llama: HuggingFaceBackend) -
     assert len(generate_threads()) == 1
     start = time.monotonic()
     stream.close()  # type: ignore[attr-defined]
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < CLOSE_BOUND
     assert not generate_threads()
     assert threading.active_count() == before
     # The model is free again right away.
@@ -198,7 +203,7 @@ def test_close_cancels_running_generations(tiny_llama_dir: Path) -> None:
     next(stream)
     start = time.monotonic()
     backend.close()
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < CLOSE_BOUND
     assert not backend.is_loaded
     stream.close()  # type: ignore[attr-defined]
     wait_no_generate_threads()
@@ -241,7 +246,7 @@ async def test_aclose_of_astream_stops_the_worker(llama: HuggingFaceBackend) -> 
     assert isinstance(await stream.__anext__(), TextDelta)
     start = time.monotonic()
     await stream.aclose()  # type: ignore[attr-defined]
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < CLOSE_BOUND
     assert not generate_threads()
 
 

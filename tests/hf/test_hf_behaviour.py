@@ -52,10 +52,33 @@ def test_stop_is_honoured(driver: Any, hf: dict[str, Any]) -> None:
     assert response.finish_reason == "stop"
 
 
+class CountingSlowSteps:
+    """A logits processor that makes each decoding step take ``delay`` seconds and counts
+    the steps, so a test can tell a stopped generation from one that ran out by itself."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.steps = 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.steps += 1
+        time.sleep(self.delay)
+        return scores
+
+
+# 300 steps of 20 ms (6 s) cannot finish within the 3 s the check waits: only a stop ends
+# the generating thread in time, and the step count shows it stopped near where the caller
+# left (the scheduler may have run a few steps ahead of the consumer).
+LONG = {"max_tokens": 300, "min_new_tokens": 300}
+STEP_DELAY, WAIT, STEPS_AHEAD = 0.02, 3.0, 20
+
+
 def test_leaving_a_stream_early_stops_generation(driver: Any, hf: dict[str, Any]) -> None:
-    events, _ = driver.stream(hf, "Hello", max_tokens=300, min_new_tokens=300, stop_after=2)
+    steps = CountingSlowSteps(STEP_DELAY)
+    events, _ = driver.stream(hf, "Hello", **LONG, logits_processor=[steps], stop_after=2)
     assert len(events) == 2
-    assert _no_generate_threads()
+    assert _no_generate_threads(WAIT)
+    assert steps.steps < STEPS_AHEAD, steps.steps
 
 
 def test_backend_options_pass_through(driver: Any, hf: dict[str, Any]) -> None:
@@ -118,8 +141,8 @@ def test_stream_complete_honours_stop(driver: Any, hf: dict[str, Any]) -> None:
 def test_leaving_a_completion_stream_early_stops_generation(
     driver: Any, hf: dict[str, Any]
 ) -> None:
-    events, _ = driver.stream_complete(
-        hf, "Hello", max_tokens=300, min_new_tokens=300, stop_after=2
-    )
+    steps = CountingSlowSteps(STEP_DELAY)
+    events, _ = driver.stream_complete(hf, "Hello", **LONG, logits_processor=[steps], stop_after=2)
     assert len(events) == 2
-    assert _no_generate_threads()
+    assert _no_generate_threads(WAIT)
+    assert steps.steps < STEPS_AHEAD, steps.steps

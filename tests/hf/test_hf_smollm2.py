@@ -81,10 +81,6 @@ def test_second_load_comes_from_the_cache(smollm2: HuggingFaceBackend, smollm2_c
 def test_quickstart_example(
     smollm2: HuggingFaceBackend, smollm2_cache: Path, tmp_path: Path
 ) -> None:
-    try:
-        from llmkit import Client  # noqa: F401
-    except ImportError:
-        pytest.skip("llmkit.Client is not available yet")
     example = Path(__file__).parents[2] / "examples" / "quickstart.py"
     env = {**os.environ, "LLMKIT_CACHE_DIR": str(smollm2_cache)}
     env.pop("LLMKIT_MODEL", None)

@@ -8,12 +8,8 @@ import respx
 from openai_testkit import KEY, completion_body, sent_json, sse, sse_response, text_stream_chunks
 
 import llmkit.errors as E
+from llmkit import AsyncClient, Client, RetryPolicy
 from llmkit.backends.openai import OpenAIBackend
-
-client_mod = pytest.importorskip("llmkit.client")
-retry_mod = pytest.importorskip("llmkit.retry")
-Client, AsyncClient = client_mod.Client, client_mod.AsyncClient
-RetryPolicy = retry_mod.RetryPolicy
 
 
 def policy(sleeps: list[float], attempts: int = 3) -> object:

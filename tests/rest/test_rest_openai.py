@@ -3,6 +3,7 @@ reasons, errors, malformed payloads, dropped connections -- sync and async."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -571,16 +572,37 @@ async def test_deadline_passed_sends_nothing(
     assert not route.called
 
 
+class _Trickle(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that arrives after the headers, one piece every ``delay`` seconds."""
+
+    def __init__(self, pieces: list[bytes], delay: float) -> None:
+        self.pieces, self.delay = pieces, delay
+
+    def __iter__(self) -> Any:
+        for piece in self.pieces:
+            time.sleep(self.delay)
+            yield piece
+
+    async def __aiter__(self) -> Any:
+        for piece in self.pieces:
+            await asyncio.sleep(self.delay)
+            yield piece
+
+
 async def test_stream_total_budget(mode: Mode, make_backend: Any, respx_mock: Any) -> None:
     # httpx bounds each read, not the whole stream; a server that keeps trickling bytes must
-    # still not outlive the call's total budget.
-    def slow(request: httpx.Request) -> httpx.Response:
-        time.sleep(0.03)
-        return streamed([b": tick\n\n"] * 3 + [SAMPLE])
-
-    respx_mock.post(URL).mock(side_effect=slow)
+    # still not outlive the call's total budget. The headers come at once and the body
+    # trickles after them (each piece well inside every per-read budget): only the total
+    # can end this call, which would otherwise take 20 x 0.05 s.
+    body = _Trickle([b": tick\n\n"] * 20 + [SAMPLE], delay=0.05)
+    respx_mock.post(URL).mock(
+        return_value=httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+    )
     with pytest.raises(errors.TimeoutError, match="total timeout"):
-        await mode.stream(make_backend(), chat_request(timeout=Timeout(total=0.01)))
+        await mode.stream(
+            make_backend(),
+            chat_request(timeout=Timeout(connect=5, first_token=5, idle=5, total=0.3)),
+        )
 
 
 @pytest.mark.parametrize("streaming", [False, True])

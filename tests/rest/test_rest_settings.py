@@ -4,6 +4,7 @@ construction, and the API key absent from errors, reprs and logs."""
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import httpx
@@ -59,14 +60,26 @@ def test_invalid_option_never_shows_key() -> None:
     assert "12345678" not in str(info.value)
 
 
-def test_http2_needs_h2() -> None:
-    try:
-        import h2  # noqa: F401
-    except ImportError:
-        with pytest.raises(errors.ConfigError, match="h2"):
-            RestBackend("m", base_url="http://x", http2=True)
-    else:  # pragma: no cover - depends on the environment
+def test_http2_needs_h2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "h2", None)  # what an environment without h2 sees
+    with pytest.raises(errors.ConfigError, match=r'pip install "httpx\[http2\]"'):
         RestBackend("m", base_url="http://x", http2=True)
+
+
+def test_http2_reaches_the_connection_pool(respx_mock: Any) -> None:
+    # The dev extra installs h2 (httpx[http2]), so this always runs in CI.
+    respx_mock.post("http://x/v1/chat/completions").respond(
+        json={"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
+    )
+    backend = RestBackend("m", base_url="http://x/v1", http2=True)
+    assert backend.chat(chat_request()).text == "hi"
+    assert backend._client is not None
+    assert backend._client._transport._pool._http2 is True  # type: ignore[attr-defined]
+    plain = RestBackend("m", base_url="http://x/v1")
+    plain.chat(chat_request())
+    assert plain._client._transport._pool._http2 is False  # type: ignore[union-attr]
+    backend.close()
+    plain.close()
 
 
 def test_construction_does_no_io(respx_mock: Any) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
-pytest.importorskip("llmkit.backends.hf")
 
 from llmkit import AsyncClient, Client
 from llmkit.server import create_app, run_in_thread

@@ -10,8 +10,6 @@ from llmkit.testing import Reply
 
 from .conftest import API_KEY, ServeFactory
 
-pytest.importorskip("llmkit.backends.rest")
-
 NO_RETRY = RetryPolicy(max_attempts=1)
 USAGE = Usage(prompt_tokens=5, completion_tokens=4)
 

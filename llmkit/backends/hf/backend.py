@@ -209,6 +209,12 @@ def _active_tools(params: GenerationParams) -> list[Tool]:
     return tools
 
 
+def _constrained_call(params: GenerationParams, tools: list[Tool]) -> bool:
+    """Whether the reply was decoded under the forced-call grammar (so it can only be a
+    call, complete or cut short)."""
+    return bool(_forced_tools(params, tools)) and hf_structured.available()
+
+
 def _forced_tools(params: GenerationParams, tools: list[Tool]) -> list[Tool]:
     """The tools one of which must be called (``tool_choice`` required or named), else []."""
     choice = params.tool_choice
@@ -917,16 +923,22 @@ class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
         tools = _active_tools(request.params)
         if not tools:
             return response
-        content, calls = hf_tools.split_reply(response.text, [t.name for t in tools])
+        forced = _constrained_call(request.params, tools)
+        content, calls = hf_tools.split_reply(response.text, [t.name for t in tools], forced)
         if calls:
             response.message = Message(role="assistant", content=content, tool_calls=calls)
             response.finish_reason = "tool_calls"
+        elif content != response.text:  # an unfinished call was dropped
+            response.message = response.message.model_copy(update={"content": content})
         return response
 
     @staticmethod
     def _tool_filter(request: AnyRequest) -> hf_tools.ToolEventFilter | None:
         tools = _active_tools(request.params)
-        return hf_tools.ToolEventFilter([t.name for t in tools]) if tools else None
+        if not tools:
+            return None
+        forced = _constrained_call(request.params, tools)
+        return hf_tools.ToolEventFilter([t.name for t in tools], forced)
 
     @staticmethod
     def _filtered(

@@ -195,10 +195,15 @@ class ToolCallParser:
     suffix that could still become a call marker, and everything after a marker);
     :meth:`finish` returns the rest of the text and the calls. A reply that starts with
     ``{`` is held back whole, since it may be a bare JSON call.
+
+    With ``forced`` (the reply was decoded under the forced-call grammar, so it can only be
+    a call) a call cut short by ``max_tokens`` or a stop string is dropped, not returned as
+    text: it is template markup, not an answer.
     """
 
-    def __init__(self, tool_names: Sequence[str]) -> None:
+    def __init__(self, tool_names: Sequence[str], forced: bool = False) -> None:
         self._names = set(tool_names)
+        self._forced = forced
         self._held = ""  # text not yet known to be plain
         self._calls_text: str | None = None  # everything from the first marker on
         self._bare_json: bool | None = None  # decided by the first non-space character
@@ -231,14 +236,18 @@ class ToolCallParser:
     def finish(self) -> tuple[str, list[ToolCall]]:
         if self._bare_json:
             calls = self._parse_bare(self._held)
-            return ("", calls) if calls else (self._held, [])
-        if self._calls_text is None:
-            return self._held, []
-        calls = self._parse_marked(self._calls_text)
-        if not calls:
-            logger.debug("hf: a tool call marker without a parseable call; kept as text")
-            return self._held + self._calls_text, []
-        return self._held, calls
+            rest = "" if calls else self._held
+        elif self._calls_text is None:
+            calls, rest = [], self._held
+        else:
+            calls, rest = self._parse_marked(self._calls_text), self._held
+            if not calls:  # kept as text unless forced: it may be all the model said
+                logger.debug("hf: a tool call marker without a parseable call")
+                rest += self._calls_text
+        if self._forced and not calls and rest:
+            logger.debug("hf: a forced tool call was cut short; dropped %r", rest)
+            rest = ""
+        return rest, calls
 
     def _parse_bare(self, text: str) -> list[ToolCall]:
         try:
@@ -285,9 +294,11 @@ def _partial_marker_length(text: str) -> int:
     return best
 
 
-def split_reply(text: str, tool_names: Sequence[str]) -> tuple[str | None, list[ToolCall]]:
+def split_reply(
+    text: str, tool_names: Sequence[str], forced: bool = False
+) -> tuple[str | None, list[ToolCall]]:
     """A whole reply as (content, tool calls); content is ``None`` when only calls remain."""
-    parser = ToolCallParser(tool_names)
+    parser = ToolCallParser(tool_names, forced)
     head = parser.feed(text)
     rest, calls = parser.finish()
     content = head + rest
@@ -298,8 +309,8 @@ class ToolEventFilter:
     """Turns a stream of text events into text and tool-call events, the same way
     :func:`split_reply` splits a whole reply: feed every event to :meth:`push`."""
 
-    def __init__(self, tool_names: Sequence[str]) -> None:
-        self._parser = ToolCallParser(tool_names)
+    def __init__(self, tool_names: Sequence[str], forced: bool = False) -> None:
+        self._parser = ToolCallParser(tool_names, forced)
         self._flushed = False
         self._called = False
 

@@ -61,7 +61,7 @@ from ...types import (
     StreamEvent,
 )
 from .._openai_wire import ThinkTags
-from ..base import BaseBackend, validate_options
+from ..base import BaseBackend, check_json_extra, validate_options
 from .dialect_ollama import OllamaDialect
 from .dialect_openai import OpenAIDialect
 from .dialect_responses import ResponsesDialect
@@ -502,6 +502,7 @@ class RestBackend(BaseBackend):
         return self._stream(self._dialect.complete(request, stream=True), request)
 
     def _send(self, call: WireCall, request: AnyRequest) -> Any:
+        check_json_extra(self.name, request.extra)
         client = self._sync_client()
         tried: list[Replica] = []
         while True:
@@ -529,6 +530,7 @@ class RestBackend(BaseBackend):
     def _stream(
         self, call: WireCall, request: ChatRequest | CompletionRequest
     ) -> Iterator[StreamEvent]:
+        check_json_extra(self.name, request.extra)
         client = self._sync_client()
         tried: list[Replica] = []
         while True:
@@ -620,6 +622,7 @@ class RestBackend(BaseBackend):
         return self._astream(self._dialect.complete(request, stream=True), request)
 
     async def _asend(self, call: WireCall, request: AnyRequest) -> Any:
+        check_json_extra(self.name, request.extra)
         client = self._async_client()
         tried: list[Replica] = []
         while True:
@@ -645,6 +648,7 @@ class RestBackend(BaseBackend):
     async def _astream(
         self, call: WireCall, request: ChatRequest | CompletionRequest
     ) -> AsyncIterator[StreamEvent]:
+        check_json_extra(self.name, request.extra)
         client = self._async_client()
         tried: list[Replica] = []
         while True:
