@@ -15,7 +15,7 @@ def test_every_generation_param_is_a_typed_option() -> None:
     # in editors and is type-checked); routing it needs no edit (see the next test).
     assert set(GenerationParams.model_fields) <= set(ChatOptions.__optional_keys__)
     assert set(CompleteOptions.__optional_keys__) <= set(ChatOptions.__optional_keys__)
-    assert PARAM_NAMES == frozenset(GenerationParams.model_fields)
+    assert frozenset(GenerationParams.model_fields) == PARAM_NAMES
     effort = typing.get_type_hints(ChatOptions)["reasoning_effort"]
     assert set(typing.get_args(typing.get_args(effort)[0])) == {
         "none",
