@@ -8,25 +8,6 @@ definition of the per-call options.
 
 from __future__ import annotations
 
-from ._client import (
-    AsyncClient,
-    AsyncStream,
-    ChatInput,
-    ChatOptions,
-    Client,
-    CompleteOptions,
-    Hooks,
-    Stream,
-)
+from ._client import *  # noqa: F403  (the names of _client.__all__)
+from ._client import __all__ as __all__
 from ._client.core import DEFAULT_MAX_CONCURRENCY  # noqa: F401  (read by the benchmarks)
-
-__all__ = [
-    "AsyncClient",
-    "AsyncStream",
-    "ChatInput",
-    "ChatOptions",
-    "Client",
-    "CompleteOptions",
-    "Hooks",
-    "Stream",
-]

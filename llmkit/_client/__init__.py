@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from .aio import AsyncClient
 from .core import ChatInput, Hooks
-from .options import ChatOptions, CompleteOptions
+from .options import BatchOptions, ChatOptions, CompleteOptions
 from .streams import AsyncStream, Stream
 from .sync import Client
 
 __all__ = [
     "AsyncClient",
     "AsyncStream",
+    "BatchOptions",
     "ChatInput",
     "ChatOptions",
     "Client",

@@ -9,7 +9,6 @@ attempt runs under the call's total budget (``asyncio.timeout``).
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import warnings
 from builtins import TimeoutError as TimeoutError_
@@ -26,7 +25,7 @@ from ..tools import ToolBox, aexecute
 from ..types import NOT_GIVEN, ChatResponse, NotGiven
 from .batch import AsyncCollector, Progress, after_tool_turn, native_batch
 from .core import ChatInput, _ClientCore
-from .options import ChatOptions, CompleteOptions
+from .options import BatchOptions, ChatOptions, CompleteOptions, batch_settings
 from .plan import (
     SLOT_EXPIRED,
     SLOT_HELD,
@@ -87,7 +86,7 @@ class _CloseNotAwaited:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                self._client._close_now()
+                self._client._close_owned()
                 return
             task = loop.create_task(self._client.aclose())
             _CLOSING.add(task)  # the loop keeps only a weak reference to a task
@@ -117,24 +116,6 @@ class AsyncClient(_ClientCore):
         :meth:`aclose`. Not awaited, the client is closed synchronously and a
         ``RuntimeWarning`` names the missing ``await``."""
         return _CloseNotAwaited(self)
-
-    def _close_now(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for target in getattr(self, "_targets", []):
-            if target.owned:
-                target.backend.close()
-
-    @classmethod
-    def from_config(
-        cls,
-        source: str | os.PathLike[str] | Mapping[str, Any],
-        profile: str | None = None,
-        **overrides: Any,
-    ) -> AsyncClient:
-        """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
-        return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
 
     def _setup_concurrency(self) -> None:
         # asyncio primitives belong to one event loop; made on first use in each loop.
@@ -295,16 +276,14 @@ class AsyncClient(_ClientCore):
     async def batch(
         self,
         inputs: Sequence[ChatInput],
-        *,
-        concurrency: int = 8,
-        return_exceptions: bool = False,
-        progress: bool | None = None,
-        **chat_options: Unpack[ChatOptions],
+        **options: Unpack[BatchOptions],
     ) -> list[Any]:
         """Answer many inputs, ``concurrency`` at a time, in input order; each input is its
         own call through the pipeline (see :meth:`Client.batch`)."""
+        chat_options: dict[str, Any] = dict(options)
+        concurrency, return_exceptions, progress = batch_settings(chat_options)
         tracker = Progress(len(inputs), progress)
-        gate = asyncio.Semaphore(max(1, concurrency))
+        gate = asyncio.Semaphore(concurrency)
         op: Callable[[Backend, Any], Awaitable[ChatResponse]] = asend_chat
         if native_batch(self.backend, "abatch"):
             op = AsyncCollector(self.backend).send

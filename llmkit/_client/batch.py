@@ -89,7 +89,7 @@ class Collector:
     thread that completes a batch sends it; the others wait for their answers.
     """
 
-    def __init__(self, backend: Backend, unfinished: int, limit: int, linger: float = 0.02):
+    def __init__(self, backend: Backend, unfinished: int, limit: int, linger: float = 0.05):
         self.backend = backend
         self._lock = threading.Lock()
         self._pending: list[_Waiting] = []

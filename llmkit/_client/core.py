@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import BaseModel, ValidationError
+from typing_extensions import Self
 
 from .. import _telemetry, structured
 from ..backends.base import Backend
@@ -221,17 +222,27 @@ class _ClientCore:
         return targets
 
     @classmethod
-    def _from_config(
+    def from_config(
         cls,
         source: str | os.PathLike[str] | Mapping[str, Any],
         profile: str | None = None,
         **overrides: Any,
-    ) -> Any:
+    ) -> Self:
+        """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
         settings, profiles = load_config(source, profile)
         self = cls.__new__(cls)
         self._closed = False
         self._init_from_profile(settings, profiles, overrides)
         return self
+
+    def _close_owned(self) -> None:
+        """Close, synchronously, the backends this client created (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        for target in getattr(self, "_targets", []):
+            if target.owned:
+                target.backend.close()
 
     # -- introspection -------------------------------------------------------------------
 

@@ -25,7 +25,14 @@ from typing_extensions import TypedDict
 from ..timeouts import TimeoutInput
 from ..types import GenerationParams, NotGiven
 
-__all__ = ["PARAM_NAMES", "ChatOptions", "CompleteOptions", "ReasoningEffort"]
+__all__ = [
+    "PARAM_NAMES",
+    "BatchOptions",
+    "ChatOptions",
+    "CompleteOptions",
+    "ReasoningEffort",
+    "batch_settings",
+]
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 
@@ -75,3 +82,25 @@ class ChatOptions(CompleteOptions, total=False, extra_items=Any):  # type: ignor
     """A pydantic model the reply must validate against; the result is ``response.parsed``."""
     variables: Mapping[str, Any] | NotGiven
     """Values for a :class:`~llmkit.Prompt` input."""
+
+
+class BatchOptions(ChatOptions, total=False, extra_items=Any):  # type: ignore[call-arg]
+    """Options of ``batch``: how the batch runs, then the options of each ``chat``."""
+
+    concurrency: int
+    """Inputs in flight at once (default 8)."""
+    return_exceptions: bool
+    """A failed input holds its own exception instead of failing the batch (default no)."""
+    progress: bool | None
+    """A counter on stderr (default: when stderr is a terminal)."""
+
+
+def batch_settings(options: dict[str, Any]) -> tuple[int, bool, bool | None]:
+    """``(concurrency, return_exceptions, progress)`` taken out of a ``batch``'s options;
+    what is left are the options of each input's ``chat``."""
+    concurrency = options.pop("concurrency", 8)
+    return (
+        max(1, concurrency),
+        options.pop("return_exceptions", False),
+        options.pop("progress", None),
+    )

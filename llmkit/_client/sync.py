@@ -8,7 +8,6 @@ backend's sync methods for the I/O. No event loop per call.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from ..tools import ToolBox, execute
 from ..types import NOT_GIVEN, ChatResponse, NotGiven
 from .batch import Collector, Progress, after_tool_turn, native_batch
 from .core import ChatInput, _ClientCore
-from .options import ChatOptions, CompleteOptions
+from .options import BatchOptions, ChatOptions, CompleteOptions, batch_settings
 from .plan import CallPlan, _Call, _Target, send_chat, send_complete
 from .streams import Stream
 
@@ -62,22 +61,7 @@ class Client(_ClientCore):
 
     def close(self) -> None:
         """Close the backends this client created."""
-        if self._closed:
-            return
-        self._closed = True
-        for target in getattr(self, "_targets", []):
-            if target.owned:
-                target.backend.close()
-
-    @classmethod
-    def from_config(
-        cls,
-        source: str | os.PathLike[str] | Mapping[str, Any],
-        profile: str | None = None,
-        **overrides: Any,
-    ) -> Client:
-        """A client from a TOML file or a mapping (see :mod:`llmkit.config`)."""
-        return cls._from_config(source, profile, **overrides)  # type: ignore[no-any-return]
+        self._close_owned()
 
     def _setup_concurrency(self) -> None:
         self._slots = threading.BoundedSemaphore(self._max_concurrency)
@@ -173,11 +157,7 @@ class Client(_ClientCore):
     def batch(
         self,
         inputs: Sequence[ChatInput],
-        *,
-        concurrency: int = 8,
-        return_exceptions: bool = False,
-        progress: bool | None = None,
-        **chat_options: Unpack[ChatOptions],
+        **options: Unpack[BatchOptions],
     ) -> list[Any]:
         """Answer many inputs, ``concurrency`` at a time, in input order.
 
@@ -190,7 +170,8 @@ class Client(_ClientCore):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        concurrency = max(1, concurrency)
+        chat_options: dict[str, Any] = dict(options)
+        concurrency, return_exceptions, progress = batch_settings(chat_options)
         tracker = Progress(len(inputs), progress)
         results: list[Any] = [None] * len(inputs)
         collector: Collector | None = None
