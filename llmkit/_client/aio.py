@@ -281,11 +281,14 @@ class AsyncClient(_ClientCore):
         """Answer many inputs, ``concurrency`` at a time, in input order; each input is its
         own call through the pipeline (see :meth:`Client.batch`)."""
         chat_options: dict[str, Any] = dict(options)
-        concurrency, return_exceptions, progress = batch_settings(chat_options)
+        native = native_batch(self.backend, "abatch")
+        concurrency, return_exceptions, progress = batch_settings(
+            chat_options, native, self._max_concurrency
+        )
         tracker = Progress(len(inputs), progress)
         gate = asyncio.Semaphore(concurrency)
         op: Callable[[Backend, Any], Awaitable[ChatResponse]] = asend_chat
-        if native_batch(self.backend, "abatch"):
+        if native:
             op = AsyncCollector(self.backend).send
 
         async def one(item: ChatInput) -> Any:

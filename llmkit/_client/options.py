@@ -88,17 +88,21 @@ class BatchOptions(ChatOptions, total=False, extra_items=Any):  # type: ignore[c
     """Options of ``batch``: how the batch runs, then the options of each ``chat``."""
 
     concurrency: int
-    """Inputs in flight at once (default 8)."""
+    """Inputs in flight at once (default 8; for a backend that batches natively, the
+    client's ``max_concurrency``, so that its batches fill)."""
     return_exceptions: bool
     """A failed input holds its own exception instead of failing the batch (default no)."""
     progress: bool | None
     """A counter on stderr (default: when stderr is a terminal)."""
 
 
-def batch_settings(options: dict[str, Any]) -> tuple[int, bool, bool | None]:
+def batch_settings(
+    options: dict[str, Any], native: bool, max_concurrency: int
+) -> tuple[int, bool, bool | None]:
     """``(concurrency, return_exceptions, progress)`` taken out of a ``batch``'s options;
-    what is left are the options of each input's ``chat``."""
-    concurrency = options.pop("concurrency", 8)
+    what is left are the options of each input's ``chat``. ``native``: the backend batches
+    natively, and by default gets as many inputs at once as the client allows."""
+    concurrency = options.pop("concurrency", max_concurrency if native else 8)
     return (
         max(1, concurrency),
         options.pop("return_exceptions", False),

@@ -166,17 +166,21 @@ class Client(_ClientCore):
         its own :class:`LLMError` instead of failing the whole batch. ``progress`` shows a
         counter on stderr (default: when stderr is a terminal). ``chat_options`` apply to
         every item. A backend with a native ``batch()`` (the local ``hf`` backend pads the
-        inputs into one ``generate()``) receives the requests that are ready together.
+        inputs into one ``generate()``) receives the requests that are ready together; its
+        default ``concurrency`` is the client's ``max_concurrency``, so its batches fill.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         chat_options: dict[str, Any] = dict(options)
-        concurrency, return_exceptions, progress = batch_settings(chat_options)
+        native = native_batch(self.backend, "batch")
+        concurrency, return_exceptions, progress = batch_settings(
+            chat_options, native, self._max_concurrency
+        )
         tracker = Progress(len(inputs), progress)
         results: list[Any] = [None] * len(inputs)
         collector: Collector | None = None
         op: Callable[[Backend, Any], ChatResponse] = send_chat
-        if native_batch(self.backend, "batch"):
+        if native:
             limit = min(concurrency, self._max_concurrency)
             collector = Collector(self.backend, len(inputs), limit)
             op = collector.send
