@@ -88,12 +88,18 @@ class BatchOptions(ChatOptions, total=False, extra_items=Any):  # type: ignore[c
     """Options of ``batch``: how the batch runs, then the options of each ``chat``."""
 
     concurrency: int
-    """Inputs in flight at once (default 8; for a backend that batches natively, the
-    client's ``max_concurrency``, so that its batches fill)."""
+    """Inputs in flight at once (default 8; for a backend that batches natively 32, at most
+    the client's ``max_concurrency``, so that its batches fill)."""
     return_exceptions: bool
     """A failed input holds its own exception instead of failing the batch (default no)."""
     progress: bool | None
     """A counter on stderr (default: when stderr is a terminal)."""
+
+
+# The default concurrency of a batch on a natively batching backend: enough inputs in flight
+# to fill a couple of its batches (the hf backend's are 16 rows) and send them back to
+# back; past that, threads queueing for the GIL cost more than larger batches gain.
+NATIVE_CONCURRENCY = 32
 
 
 def batch_settings(
@@ -102,7 +108,9 @@ def batch_settings(
     """``(concurrency, return_exceptions, progress)`` taken out of a ``batch``'s options;
     what is left are the options of each input's ``chat``. ``native``: the backend batches
     natively, and by default gets as many inputs at once as the client allows."""
-    concurrency = options.pop("concurrency", max_concurrency if native else 8)
+    concurrency = options.pop(
+        "concurrency", min(max_concurrency, NATIVE_CONCURRENCY) if native else 8
+    )
     return (
         max(1, concurrency),
         options.pop("return_exceptions", False),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Unpack
 
@@ -24,6 +24,9 @@ from .core import ChatInput, _ClientCore
 from .options import BatchOptions, ChatOptions, CompleteOptions, batch_settings
 from .plan import CallPlan, _Call, _Target, send_chat, send_complete
 from .streams import Stream
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["Client"]
 
@@ -53,6 +56,9 @@ class Client(_ClientCore):
             else is a backend option (``dialect=`` for rest, ``device=`` for hf, ...).
     """
 
+    _pool: ThreadPoolExecutor | None
+    _pool_lock: threading.Lock
+
     def __enter__(self) -> Client:
         return self
 
@@ -60,11 +66,31 @@ class Client(_ClientCore):
         self.close()
 
     def close(self) -> None:
-        """Close the backends this client created."""
+        """Close the backends this client created (and the threads of ``batch()``)."""
         self._close_owned()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _setup_concurrency(self) -> None:
         self._slots = threading.BoundedSemaphore(self._max_concurrency)
+        self._pool = None
+        self._pool_lock = threading.Lock()
+
+    def _batch_pool(self) -> ThreadPoolExecutor:
+        """The threads ``batch()`` runs its inputs on: made on first use and kept until
+        :meth:`close` (starting threads for every batch costs more than a small batch of
+        a natively batching backend does). ``max_concurrency`` of them: more could only
+        queue for the request slots."""
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(
+                    self._max_concurrency, thread_name_prefix="llmkit-batch"
+                )
+            return self._pool
 
     # -- the driver ------------------------------------------------------------------------
 
@@ -167,10 +193,8 @@ class Client(_ClientCore):
         counter on stderr (default: when stderr is a terminal). ``chat_options`` apply to
         every item. A backend with a native ``batch()`` (the local ``hf`` backend pads the
         inputs into one ``generate()``) receives the requests that are ready together; its
-        default ``concurrency`` is the client's ``max_concurrency``, so its batches fill.
+        default ``concurrency`` is 32 (at most ``max_concurrency``), so its batches fill.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
         chat_options: dict[str, Any] = dict(options)
         native = native_batch(self.backend, "batch")
         concurrency, return_exceptions, progress = batch_settings(
@@ -185,30 +209,46 @@ class Client(_ClientCore):
             collector = Collector(self.backend, len(inputs), limit)
             op = collector.send
 
-        def one(index: int) -> None:
-            try:
-                call = self._prepare_chat(inputs[index], dict(chat_options))
-                results[index] = self._chat(call, op)
-            except LLMError as error:
-                if not return_exceptions:
-                    raise
-                results[index] = error
-            finally:
-                if collector is not None:
-                    collector.finished()
-                tracker.step()
+        failed: list[BaseException] = []  # the first error ends the batch
+        indices = iter(range(len(inputs)))
+        take = threading.Lock()
 
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = [pool.submit(one, i) for i in range(len(inputs))]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-            finally:
-                tracker.close()
+        def work() -> None:
+            # One worker per concurrent input, each answering inputs in turn: a batch costs
+            # `concurrency` tasks on the client's pool, not a thread per input.
+            while not failed:
+                with take:
+                    index = next(indices, None)
+                if index is None:
+                    return
+                try:
+                    call = self._prepare_chat(inputs[index], dict(chat_options))
+                    results[index] = self._chat(call, op)
+                except LLMError as error:
+                    if not return_exceptions:
+                        failed.append(error)
+                        return
+                    results[index] = error
+                except BaseException as error:
+                    failed.append(error)
+                    return
+                finally:
+                    if collector is not None:
+                        collector.finished()
+                    tracker.step()
+
+        pool = self._batch_pool()
+        futures = [pool.submit(work) for _ in range(min(concurrency, len(inputs)))]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException as error:  # interrupted while waiting: the workers stop too
+            failed.append(error)
+            raise
+        finally:
+            tracker.close()
+        if failed:
+            raise failed[0]
         return results
 
     def run_tools(
