@@ -67,6 +67,8 @@ DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_RETRY = RetryPolicy()
 # How many times a reply that fails response_model validation is re-asked before giving up.
 DEFAULT_STRUCTURED_REASKS = 2
+# Distinct per-call option sets whose validated params a client keeps (see _options).
+_PARAMS_CACHE_SIZE = 64
 
 
 @dataclass
@@ -157,6 +159,7 @@ class _ClientCore:
         # Shared by every call that sets no option of its own (requests treat params as
         # read-only): no validation, and no object held per queued call.
         self._default_params = self._check_params(self._defaults)
+        self._params_cache: dict[Any, GenerationParams] = {}
         if backend is not None:
             if not isinstance(backend, Backend):
                 raise ConfigError(
@@ -310,7 +313,21 @@ class _ClientCore:
             value = options.pop(name)
             if not isinstance(value, NotGiven):
                 given[name] = value
-        params = self._check_params({**self._defaults, **given}) if given else self._default_params
+        if not given:
+            return self._default_params, options
+        try:
+            # Calls repeat the same few options (temperature=0, max_tokens=...): their
+            # validated params are shared like the defaults (requests treat params as
+            # read-only), so a repeat skips pydantic validation.
+            key: Any = frozenset(given.items())
+            params = self._params_cache.get(key)
+        except TypeError:  # an unhashable value (a list of stops, tools): validate each time
+            return self._check_params({**self._defaults, **given}), options
+        if params is None:
+            params = self._check_params({**self._defaults, **given})
+            if len(self._params_cache) >= _PARAMS_CACHE_SIZE:
+                self._params_cache.clear()
+            self._params_cache[key] = params
         return params, options
 
     def _timeout_for(self, timeout: Any) -> Timeout:
