@@ -66,3 +66,16 @@ def test_batch_options_are_not_shared_between_inputs() -> None:
     first, second = fake.requests
     assert first.extra == second.extra == {"top_k": 3}
     assert first.extra is not second.extra
+
+
+def test_repeated_options_share_validated_params() -> None:
+    fake = FakeBackend()
+    client = Client(backend=fake)
+    client.chat("a", temperature=0.2, max_tokens=5)
+    client.chat("b", max_tokens=5, temperature=0.2)
+    client.chat("c", temperature=0.3, max_tokens=5)
+    client.chat("d", stop=["x"])  # unhashable: validated, not cached
+    first, second, third, fourth = (r.params for r in fake.requests)
+    assert first is second and first.temperature == 0.2
+    assert third is not first and third.temperature == 0.3
+    assert fourth.stop == ["x"]
