@@ -61,6 +61,7 @@ class _StreamState(Generic[T]):
         "_call",
         "_client",
         "_closed",
+        "_deadline",
         "_events_seen",
         "_finished",
         "_iterator",
@@ -80,6 +81,7 @@ class _StreamState(Generic[T]):
         self._closed = False
         self._response: ChatResponse | None = None
         self._events_seen = 0
+        self._deadline = call.deadline  # read per event: kept rather than recomputed
         call.stream = True  # the span lives from opening the stream to its end
 
     def _started(self, iterator: T, first: Any, target: _Target) -> None:
@@ -138,7 +140,7 @@ class _StreamState(Generic[T]):
         phase = (
             self._call.timeout.first_token if self._events_seen == 0 else self._call.timeout.idle
         )
-        return max(0.0, min(phase, self._call.deadline - time.monotonic()))
+        return max(0.0, min(phase, self._deadline - time.monotonic()))
 
     def _deadline_error(self) -> TimeoutError:
         assert self._target is not None
@@ -209,14 +211,15 @@ class Stream(_StreamState[Iterator[Any]]):
         return self
 
     def __next__(self) -> StreamEvent:
-        self._open()
+        if self._iterator is None:  # not a call per event: this runs once per token
+            self._open()
         if self._pending is not None:
             event, self._pending = self._pending, None
             return self._seen(event)  # type: ignore[no-any-return]
         if self._finished or self._closed:
             raise StopIteration
         assert self._iterator is not None
-        if time.monotonic() >= self._call.deadline:
+        if time.monotonic() >= self._deadline:
             error = self._deadline_error()
             self._trace_end(error)
             self.close()
@@ -403,7 +406,8 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
         return self
 
     async def __anext__(self) -> StreamEvent:
-        await self._open()
+        if self._iterator is None:  # not an awaited coroutine per event (once per token)
+            await self._open()
         if self._pending is not None:
             event, self._pending = self._pending, None
             return self._seen(event)  # type: ignore[no-any-return]
