@@ -120,6 +120,21 @@ def test_async_close_awaited_closes_without_a_warning() -> None:
         asyncio.run(client.chat("q"))
 
 
+def test_async_close_is_a_coroutine_for_asyncio_run_and_tasks() -> None:
+    client = AsyncClient("fake:m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asyncio.run(client.close())
+    assert client.backend.closed  # type: ignore[attr-defined]
+
+    async def go() -> AsyncClient:
+        other = AsyncClient("fake:m")
+        await asyncio.create_task(other.close())
+        return other
+
+    assert asyncio.run(go()).backend.closed  # type: ignore[attr-defined]
+
+
 def test_async_close_not_awaited_still_closes_and_warns() -> None:
     client = AsyncClient("fake:m")
     with pytest.warns(RuntimeWarning, match="not awaited"):

@@ -12,7 +12,7 @@ import functools
 import sys
 import warnings
 from builtins import TimeoutError as TimeoutError_
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Unpack
@@ -54,24 +54,43 @@ T = TypeVar("T")
 _CLOSING: set[asyncio.Task[None]] = set()
 
 
-class _CloseNotAwaited:
-    """What ``AsyncClient.close()`` returns: awaited, it runs :meth:`AsyncClient.aclose`.
+class _CloseNotAwaited(Coroutine[Any, Any, None]):
+    """What ``AsyncClient.close()`` returns: a coroutine that runs :meth:`AsyncClient.aclose`.
 
     ``close = aclose`` made a forgotten ``await client.close()`` a coroutine that never ran:
-    nothing was closed and nothing said so. Dropped without an ``await``, this still closes
-    the client (on the running event loop when there is one, else synchronously through
-    each backend's ``close()``) and a ``RuntimeWarning`` says where the ``await`` is missing.
+    nothing was closed, and nothing said so but a warning easy to miss. Dropped without an
+    ``await``, this one still closes the client (on the running event loop when there is
+    one, else synchronously through each backend's ``close()``) and its ``RuntimeWarning``
+    says where the ``await`` is missing. A real ``Coroutine`` (send/throw/close), so
+    ``asyncio.run(client.close())`` and ``create_task`` take it as they took ``aclose()``.
     """
 
-    __slots__ = ("_client", "_done")
+    __slots__ = ("_client", "_coro", "_done")
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+        self._coro: Coroutine[Any, Any, None] | None = None
         self._done = False
 
-    def __await__(self) -> Any:
+    def _inner(self) -> Coroutine[Any, Any, None]:
         self._done = True
-        return self._client.aclose().__await__()
+        if self._coro is None:
+            self._coro = self._client.aclose()
+        return self._coro
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._inner().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._inner().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._inner().throw(*args)
+
+    def close(self) -> None:
+        self._done = True  # closed on purpose, unstarted: nothing to warn about
+        if self._coro is not None:
+            self._coro.close()
 
     def __del__(self) -> None:
         if not self._done:
@@ -111,7 +130,7 @@ class AsyncClient(_ClientCore):
             if target.owned:
                 await target.backend.aclose()
 
-    def close(self) -> Awaitable[None]:
+    def close(self) -> Coroutine[Any, Any, None]:
         """Close the backends this client created: ``await client.close()``, the same as
         :meth:`aclose`. Not awaited, the client is closed synchronously and a
         ``RuntimeWarning`` names the missing ``await``."""
