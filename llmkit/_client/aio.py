@@ -22,10 +22,10 @@ from .._slots import AsyncSlots
 from ..backends.base import Backend
 from ..errors import LLMError
 from ..tools import ToolBox, aexecute
-from ..types import NOT_GIVEN, ChatResponse, NotGiven
+from ..types import NOT_GIVEN, ChatResponse, EmbeddingResponse, NotGiven
 from .batch import AsyncCollector, Progress, after_tool_turn, native_batch
-from .core import ChatInput, _ClientCore
-from .options import BatchOptions, ChatOptions, CompleteOptions, batch_settings
+from .core import ChatInput, _ClientCore, merge_embeddings
+from .options import BatchOptions, ChatOptions, CompleteOptions, EmbedOptions, batch_settings
 from .plan import (
     SLOT_EXPIRED,
     SLOT_HELD,
@@ -36,6 +36,7 @@ from .plan import (
     _Target,
     asend_chat,
     asend_complete,
+    asend_embed,
 )
 from .streams import AsyncStream, with_budget
 
@@ -331,6 +332,31 @@ class AsyncClient(_ClientCore):
             raise
         finally:
             tracker.close()
+
+    async def embed(
+        self, inputs: str | Sequence[str], **options: Unpack[EmbedOptions]
+    ) -> EmbeddingResponse:
+        """Vectors for a text or a list of texts, in input order (see :meth:`Client.embed`);
+        the batches of a large input are sent concurrently, within ``max_concurrency``."""
+        calls = self._prepare_embed(inputs, dict(options))
+        if len(calls) == 1:
+            return await self._embed_batch(calls[0])
+        tasks = [asyncio.ensure_future(self._embed_batch(call)) for call in calls]
+        try:
+            return merge_embeddings(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()  # after a failure, the other batches stop
+
+    async def _embed_batch(self, call: _Call) -> EmbeddingResponse:
+        waiter = self._queue_ahead(call)
+        try:
+            if waiter is not None:
+                self._seat(call, await waiter)
+            response, target = await self._run(call, asend_embed)
+        finally:
+            self._leave(call, waiter)
+        return self._finish_embed(response, call, target)
 
     async def run_tools(
         self,

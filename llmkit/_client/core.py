@@ -42,11 +42,14 @@ from ..types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
     GenerationParams,
     Message,
     NotGiven,
     Usage,
     estimate_tokens,
+    normalize_embedding_inputs,
     normalize_messages,
 )
 from .options import PARAM_NAMES
@@ -55,7 +58,7 @@ from .plan import _Call, _Target, spec_label
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "ChatInput", "Hooks", "_ClientCore"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "ChatInput", "Hooks", "_ClientCore", "merge_embeddings"]
 
 logger = logging.getLogger("llmkit")
 
@@ -65,10 +68,31 @@ ChatInput = Union[str, Message, Mapping[str, Any], Sequence[Any], Prompt]
 # waiters than sending; a cap in front of it keeps latency flat under bursts.
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_RETRY = RetryPolicy()
+# Texts per embedding request: OpenAI takes up to 2048, servers often batch 32 at a time
+# themselves; 128 keeps a request small enough to retry cheaply and large enough to be fast.
+DEFAULT_EMBED_BATCH = 128
 # How many times a reply that fails response_model validation is re-asked before giving up.
 DEFAULT_STRUCTURED_REASKS = 2
 # Distinct per-call option sets whose validated params a client keeps (see _options).
 _PARAMS_CACHE_SIZE = 64
+
+
+# The GenAI semantic conventions' operation names, by call kind.
+_OPERATIONS = {"chat": "chat", "complete": "text_completion", "embed": "embeddings"}
+
+
+def merge_embeddings(responses: Sequence[EmbeddingResponse]) -> EmbeddingResponse:
+    """The batches of one ``embed()`` call as one response, vectors in input order."""
+    if len(responses) == 1:
+        return responses[0]
+    first = responses[0]
+    usage = first.usage
+    for response in responses[1:]:
+        usage = usage + response.usage
+    vectors = [vector for response in responses for vector in response.vectors]
+    return EmbeddingResponse.model_construct(
+        vectors=vectors, model=first.model, backend=first.backend, usage=usage, request_id=None
+    )
 
 
 @dataclass
@@ -77,11 +101,12 @@ class Hooks:
 
     ``on_request(request)`` before every attempt, ``on_retry(error, attempt)`` before a retry
     sleeps, ``on_response(response)`` when a call succeeds, ``on_error(error)`` when a call
-    finally fails (after retries and fallbacks).
+    finally fails (after retries and fallbacks). ``embed()`` calls them too, once per batch
+    of texts, with an :class:`~llmkit.types.EmbeddingRequest` / ``EmbeddingResponse``.
     """
 
-    on_request: Callable[[ChatRequest | CompletionRequest], None] | None = None
-    on_response: Callable[[ChatResponse], None] | None = None
+    on_request: Callable[[ChatRequest | CompletionRequest | EmbeddingRequest], None] | None = None
+    on_response: Callable[[ChatResponse | EmbeddingResponse], None] | None = None
     on_retry: Callable[[BaseException, int], None] | None = None
     on_error: Callable[[BaseException], None] | None = None
 
@@ -395,6 +420,71 @@ class _ClientCore:
             started=time.monotonic(),
         )
 
+    def _prepare_embed(self, inputs: Any, options: dict[str, Any]) -> list[_Call]:
+        """One call per batch of texts for ``embed``, validated before anything is sent."""
+        if self._closed:
+            raise ConfigError("this client is closed; create a new one")
+        texts = normalize_embedding_inputs(inputs)
+        timeout = self._timeout_for(options.pop("timeout", NOT_GIVEN))
+        dimensions = options.pop("dimensions", NOT_GIVEN)
+        if dimensions is NOT_GIVEN or dimensions is None:
+            dimensions = None
+        elif not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
+            raise InvalidInputError(f"dimensions must be a positive integer, got {dimensions!r}")
+        size = options.pop("batch_size", NOT_GIVEN)
+        size = DEFAULT_EMBED_BATCH if size is NOT_GIVEN else size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {size!r}")
+        extra = {k: v for k, v in options.items() if v is not NOT_GIVEN}
+        started = time.monotonic()
+        return [
+            _Call(
+                kind="embed",
+                messages=[],
+                prompt="",
+                params=self._default_params,
+                extra=extra,
+                timeout=timeout,
+                started=started,
+                inputs=texts[i : i + size],
+                dimensions=dimensions,
+            )
+            for i in range(0, len(texts), size)
+        ]
+
+    def _finish_embed(
+        self, response: EmbeddingResponse, call: _Call, target: _Target
+    ) -> EmbeddingResponse:
+        """Usage totals, ``on_response``, the log record and the span of one batch."""
+        response.backend = spec_label(target.backend)
+        if not response.model:
+            response.model = target.backend.model
+        if response.usage.estimated and response.usage.total_tokens == 0:
+            response.usage = Usage.estimate(call.prompt_text(), "")
+        if self._rate_limit is not None:
+            self._rate_limit.charge(response.usage.prompt_tokens)
+        with self._usage_lock:
+            previous = self._usage_totals.get(response.backend)
+            self._usage_totals[response.backend] = (
+                response.usage if previous is None else previous + response.usage
+            )
+        if self._hooks.on_response is not None:
+            self._hooks.on_response(response)
+        logger.info(
+            "llm embed backend=%s model=%s latency=%.3fs texts=%d prompt_tokens=%d attempts=%d "
+            "request_id=%s",
+            response.backend,
+            response.model,
+            time.monotonic() - call.started,
+            len(call.inputs or ()),
+            response.usage.prompt_tokens,
+            call.attempts,
+            response.request_id,
+        )
+        if call.span is not None:
+            call.span.response(response, target.backend, call.attempts, end=True)
+        return response
+
     # -- response finishing (no I/O) -----------------------------------------------------
 
     def _finish(self, response: ChatResponse, call: _Call, target: _Target) -> ChatResponse:
@@ -489,7 +579,7 @@ class _ClientCore:
         if not call.traced:
             call.traced = True
             call.span = self._tracer.start(
-                "text_completion" if call.kind == "complete" else "chat",
+                _OPERATIONS[call.kind],
                 self._targets[0].backend,
                 call.params,
                 stream=call.stream,

@@ -30,6 +30,7 @@ __all__ = [
     "BatchOptions",
     "ChatOptions",
     "CompleteOptions",
+    "EmbedOptions",
     "ReasoningEffort",
     "batch_settings",
 ]
@@ -94,6 +95,18 @@ class BatchOptions(ChatOptions, total=False, extra_items=Any):  # type: ignore[c
     """A failed input holds its own exception instead of failing the batch (default no)."""
     progress: bool | None
     """A counter on stderr (default: when stderr is a terminal)."""
+
+
+class EmbedOptions(TypedDict, total=False, extra_items=Any):  # type: ignore[call-arg]
+    """Options of ``embed``. Any other keyword is passed to the backend unchanged."""
+
+    dimensions: int | NotGiven
+    """Vector length, for models that can shorten theirs (e.g. text-embedding-3)."""
+    batch_size: int | NotGiven
+    """Texts per request (default 128); larger inputs are split, each batch retried on its
+    own, HTTP batches sent concurrently within the client's limits."""
+    timeout: TimeoutInput | NotGiven
+    """Seconds, or a :class:`~llmkit.Timeout`, for each batch instead of the client's."""
 
 
 # The default concurrency of a batch on a natively batching backend: enough inputs in flight

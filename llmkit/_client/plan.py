@@ -32,7 +32,15 @@ from ..circuit import CircuitBreaker
 from ..errors import CircuitOpenError, LLMError, TimeoutError, UnsupportedFeatureError
 from ..retry import RetryPolicy, RetryState
 from ..timeouts import Timeout
-from ..types import ChatRequest, ChatResponse, CompletionRequest, GenerationParams, Message
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    GenerationParams,
+    Message,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
@@ -90,7 +98,7 @@ SLOT_EXPIRED = 4  # the call's deadline passed while it waited
 class _Call:
     """One logical call (all its attempts, re-asks and fallbacks), prepared without I/O."""
 
-    kind: str  # "chat" or "complete"
+    kind: str  # "chat", "complete" or "embed"
     messages: list[Message]
     prompt: str
     params: GenerationParams
@@ -99,13 +107,17 @@ class _Call:
     started: float
     response_model: type[BaseModel] | None = None
     reasks_left: int = 0
+    inputs: list[str] | None = None  # embed: one batch of texts
+    dimensions: int | None = None  # embed
     attempts: int = field(default=0)
     stream: bool = False  # set by the stream objects: their span ends with the stream
     traced: bool = False  # the span was started (or found not to be recorded)
     span: _telemetry.CallSpan | None = field(default=None, repr=False)
     # The request last built for a target (its attempts share it); built when the first
     # attempt has its slot, so a call queued behind max_concurrency holds no request yet.
-    _request: ChatRequest | CompletionRequest | None = field(default=None, init=False, repr=False)
+    _request: ChatRequest | CompletionRequest | EmbeddingRequest | None = field(
+        default=None, init=False, repr=False
+    )
     _request_target: _Target | None = field(default=None, init=False, repr=False)
     # The AsyncClient's slot taken before the first attempt (see AsyncClient._queue_ahead).
     slot: int = field(default=SLOT_NONE, init=False, repr=False)
@@ -115,6 +127,8 @@ class _Call:
         return self.started + self.timeout.total
 
     def prompt_text(self) -> str:
+        if self.inputs is not None:
+            return "\n".join(self.inputs)
         return self.prompt if self.kind == "complete" else "\n".join(m.text for m in self.messages)
 
     def seconds_left(self) -> float:
@@ -146,21 +160,50 @@ class _Call:
 
     def check_supported(self, target: _Target) -> None:
         """Refuse what the target's backend cannot do, before any wait or network call."""
-        if self.kind == "chat" and self.params.tools and not target.backend.capabilities.tools:
+        backend = target.backend
+        capabilities = backend.capabilities
+        if self.kind == "embed":
+            if not capabilities.embeddings:
+                raise UnsupportedFeatureError(
+                    f"backend {backend.spec!r} cannot embed text; use an embedding model "
+                    "(e.g. hf:minilm, or an openai:/rest: embedding model)"
+                )
+            return
+        if not getattr(capabilities, "chat", True):
             raise UnsupportedFeatureError(
-                f"backend {target.backend.spec!r} cannot call tools; use a backend that can, "
+                f"{backend.spec!r} is an embedding model: call embed() on it, and use a chat "
+                "model for chat and completion"
+            )
+        if self.kind == "chat" and self.params.tools and not capabilities.tools:
+            raise UnsupportedFeatureError(
+                f"backend {backend.spec!r} cannot call tools; use a backend that can, "
                 "or drop tools="
             )
+        for kind, able in _PARTS_NEEDING:
+            if not getattr(capabilities, able, False) and _has_part(self.messages, kind):
+                raise UnsupportedFeatureError(
+                    f"backend {backend.spec!r} does not take {kind} parts in messages "
+                    f"(capabilities.{able} is off); send text, or use a backend that does"
+                )
 
-    def request(self, target: _Target) -> ChatRequest | CompletionRequest:
+    def request(self, target: _Target) -> ChatRequest | CompletionRequest | EmbeddingRequest:
         """The request for ``target``, built once for all of its attempts."""
         if self._request is None or self._request_target is not target:
             self._request, self._request_target = self.request_for(target), target
         return self._request
 
-    def request_for(self, target: _Target) -> ChatRequest | CompletionRequest:
+    def request_for(self, target: _Target) -> ChatRequest | CompletionRequest | EmbeddingRequest:
         """The request for ``target``; :meth:`check_supported` must have passed."""
         backend = target.backend
+        if self.inputs is not None:
+            return EmbeddingRequest(
+                model=backend.model,
+                inputs=self.inputs,
+                dimensions=self.dimensions,
+                extra=self.extra,
+                timeout=self.timeout,
+                deadline=self.deadline,
+            )
         if self.kind == "complete":
             return CompletionRequest(
                 model=backend.model,
@@ -187,6 +230,16 @@ class _Call:
             timeout=self.timeout,
             deadline=self.deadline,
         )
+
+
+# Content part type -> the capability a backend needs to take it.
+_PARTS_NEEDING = (("image_url", "vision"), ("input_audio", "audio"), ("file", "files"))
+
+
+def _has_part(messages: list[Message], kind: str) -> bool:
+    return any(
+        isinstance(m.content, list) and any(p.type == kind for p in m.content) for m in messages
+    )
 
 
 class CallPlan:
@@ -218,7 +271,7 @@ class CallPlan:
         target.check_circuit()
         return self._client._rate_wait(call, target)
 
-    def request(self) -> ChatRequest | CompletionRequest:
+    def request(self) -> ChatRequest | CompletionRequest | EmbeddingRequest:
         """The request of this attempt (``on_request`` sees it): the driver holds a slot."""
         request = self.call.request(self.target)
         hook = self._client._hooks.on_request
@@ -261,6 +314,14 @@ def send_chat(backend: Backend, request: Any) -> ChatResponse:
 
 def send_complete(backend: Backend, request: Any) -> ChatResponse:
     return backend.complete(request)
+
+
+def send_embed(backend: Backend, request: Any) -> EmbeddingResponse:
+    return backend.embed(request)  # type: ignore[attr-defined, no-any-return]
+
+
+def asend_embed(backend: Backend, request: Any) -> Awaitable[EmbeddingResponse]:
+    return backend.aembed(request)  # type: ignore[attr-defined, no-any-return]
 
 
 def asend_chat(backend: Backend, request: Any) -> Awaitable[ChatResponse]:

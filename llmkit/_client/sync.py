@@ -18,11 +18,11 @@ from .. import _telemetry
 from ..backends.base import Backend
 from ..errors import LLMError
 from ..tools import ToolBox, execute
-from ..types import NOT_GIVEN, ChatResponse, NotGiven
+from ..types import NOT_GIVEN, ChatResponse, EmbeddingResponse, NotGiven
 from .batch import Collector, Progress, after_tool_turn, native_batch
-from .core import ChatInput, _ClientCore
-from .options import BatchOptions, ChatOptions, CompleteOptions, batch_settings
-from .plan import CallPlan, _Call, _Target, send_chat, send_complete
+from .core import ChatInput, _ClientCore, merge_embeddings
+from .options import BatchOptions, ChatOptions, CompleteOptions, EmbedOptions, batch_settings
+from .plan import CallPlan, _Call, _Target, send_chat, send_complete, send_embed
 from .streams import Stream
 
 if TYPE_CHECKING:
@@ -250,6 +250,32 @@ class Client(_ClientCore):
         if failed:
             raise failed[0]
         return results
+
+    def embed(
+        self, inputs: str | Sequence[str], **options: Unpack[EmbedOptions]
+    ) -> EmbeddingResponse:
+        """Vectors for a text or a list of texts, one per input, in input order.
+
+        Inputs longer than ``batch_size`` (default 128) are split into batches; each batch is
+        a call of its own through the pipeline (retries, fallbacks, timeout, hooks, usage,
+        span), and batches run concurrently on the client's threads within
+        ``max_concurrency``. Bad input (no text, a non-``str`` item, an empty text) raises
+        :class:`~llmkit.errors.InvalidInputError` before anything is sent.
+        """
+        calls = self._prepare_embed(inputs, dict(options))
+        if len(calls) == 1:
+            return self._embed_batch(calls[0])
+        pool = self._batch_pool()
+        futures = [pool.submit(self._embed_batch, call) for call in calls]
+        try:
+            return merge_embeddings([future.result() for future in futures])
+        finally:
+            for future in futures:
+                future.cancel()  # after a failure, batches not yet started are not sent
+
+    def _embed_batch(self, call: _Call) -> EmbeddingResponse:
+        response, target = self._run(call, send_embed)
+        return self._finish_embed(response, call, target)
 
     def run_tools(
         self,
