@@ -7,6 +7,9 @@ a subprocess of its own), for raw httpx, the raw openai SDK, llmkit's ``openai:`
 * cold import time: a fresh interpreter per run, median of several runs, interleaved;
 * per-call time of a non-streamed chat and per-chunk time of a streamed one (sync);
 * a burst of 1,000 concurrent async chat calls;
+* the ``Client``'s CPU time per call and per streamed chunk next to raw httpx, sync and
+  async (benchmarks/bench_cpu.py: the CPU time of the client's process, which wall time
+  hides behind the server and the loopback; ``--skip-cpu`` leaves it out);
 
 and, for the ``hf:`` backend, tokens per second and time to first token next to raw
 transformers ``generate`` on the same model and prompt (benchmarks/hf_compare.py).
@@ -322,6 +325,28 @@ def run_hf(args: argparse.Namespace, notes: list[str]) -> dict[str, Any] | None:
     return result
 
 
+def run_cpu(args: argparse.Namespace, notes: list[str]) -> list[dict[str, Any]] | None:
+    """The client's CPU time per call and per chunk next to raw httpx (bench_cpu.py, in a
+    subprocess with its own mock server): the figures wall time hides."""
+    calls = 300 if args.quick else 1000
+    cmd = [sys.executable, str(HERE / "bench_cpu.py"), "--json", "--calls", str(calls)]
+    cmd += ["--chunks", str(args.chunks), "--rounds", str(args.rounds)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        notes.append("client CPU time: timed out after 900 s")
+        return None
+    if not r.stdout.strip():
+        tail = (r.stderr.strip().splitlines() or ["?"])[-1]
+        notes.append(f"client CPU time: benchmarks/bench_cpu.py failed: {tail}")
+        return None
+    lines = r.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        log(line)
+    result: list[dict[str, Any]] = json.loads(lines[-1])
+    return result
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
     try:
@@ -371,6 +396,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, runs and requests")
     parser.add_argument("--skip-hf", action="store_true", help="leave out the hf: part")
+    parser.add_argument(
+        "--skip-cpu", action="store_true", help="leave out the client CPU-time part"
+    )
     parser.add_argument("--no-peers", action="store_true", help="leave out LiteLLM and any-llm")
     parser.add_argument(
         "--no-install", action="store_true", help="use .venv-peers as it is, install nothing"
@@ -429,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         "imports": {},
         "clients": {},
         "hf": None,
+        "client_cpu": None,
         "notes": notes,
     }
     # --quick leaves out the slowest contender (about 50 ms a call, and 5 s to start).
@@ -480,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for w in workers.values():
                     w.close()
+
+    if not args.skip_cpu:
+        log("client CPU time per call and per chunk (bench_cpu.py) ...")
+        results["client_cpu"] = run_cpu(args, notes)
 
     if not args.skip_hf:
         log(f"hf: {args.hf_tokens} tokens x {args.hf_repeats} repeats ...")

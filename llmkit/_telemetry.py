@@ -269,9 +269,9 @@ class CallSpan:
             return
         self.answered_by(backend)
         self._record(
-            response.id,
+            getattr(response, "id", None),  # an EmbeddingResponse has no id
             response.model,
-            response.finish_reason,
+            getattr(response, "finish_reason", None),  # ... nor a finish reason
             response.usage,
             response.request_id,
             attempts,

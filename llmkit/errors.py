@@ -20,6 +20,7 @@ connection to it, raised after a backend was asked::
     │   ├── ConflictError         409                       (retryable)
     │   ├── RateLimitError        429, with ``retry_after``  (retryable)
     │   ├── ServerError           5xx                       (retryable)
+    │   │   └── CircuitOpenError  the backend's circuit breaker is open: fall back, don't retry
     │   ├── TimeoutError          connect/first-token/idle/total budget exceeded (retryable)
     │   ├── ConnectionError       could not connect, or the connection dropped (retryable)
     │   └── ProtocolError         the reply was malformed (not retried: it is not transient)
@@ -48,6 +49,7 @@ __all__ = [
     "AuthenticationError",
     "BackendUnavailable",
     "BadRequestError",
+    "CircuitOpenError",
     "ConfigError",
     "ConflictError",
     "ConnectionError",
@@ -211,6 +213,13 @@ class ServerError(ProviderError):
     """The provider failed (5xx); transient, so retried."""
 
     retryable = True
+
+
+class CircuitOpenError(ServerError):
+    """The backend's circuit breaker is open (it failed repeatedly and its cool-down has not
+    ended), so it was not asked. A :class:`ServerError`, so ``except ServerError`` still
+    catches it; the client falls back to the next backend at once rather than retrying this
+    one, which cannot help before the cool-down ends."""
 
 
 class TimeoutError(ProviderError):

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._lazy import async_sleep
-from .errors import LLMError
+from .errors import CircuitOpenError, LLMError
 
 if TYPE_CHECKING:
     import tenacity
 
-__all__ = ["NO_RETRY", "RetryPolicy"]
+__all__ = ["NO_RETRY", "RetryPolicy", "RetryState"]
 
 logger = logging.getLogger("llmkit.retry")
 
@@ -108,13 +108,21 @@ class RetryPolicy(BaseModel):
         # Jitter shortens the wait by up to `jitter` of it, so clients don't retry in lockstep.
         return base * (1.0 - self.jitter * self._timing.rng.random())
 
+    def sleep(self, seconds: float) -> None:
+        """Sleep between attempts (through the injected clock, see :meth:`with_clock`)."""
+        self._timing.sleep(seconds)
+
+    async def async_sleep(self, seconds: float) -> None:
+        """:meth:`sleep` for asyncio."""
+        await self._timing.async_sleep(seconds)
+
     @staticmethod
     def is_retryable(error: BaseException) -> bool:
         # An open circuit falls back at once: retrying the same backend cannot help.
         return (
             isinstance(error, LLMError)
             and error.retryable
-            and not getattr(error, "circuit_open", False)
+            and not isinstance(error, CircuitOpenError)
         )
 
     def _controller_kwargs(
@@ -184,3 +192,45 @@ class RetryPolicy(BaseModel):
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class RetryState:
+    """The retries of one call on one backend, decided by tenacity without tenacity's loop.
+
+    The strategies are those of the controller :meth:`RetryPolicy.retrying` builds (its
+    ``retry``, ``wait``, ``stop`` and ``before_sleep``), applied to a
+    ``tenacity.RetryCallState`` in the order tenacity's own loop applies them; the attempts
+    and the sleeping are the caller's (the client's call plan and its sync and async
+    drivers), so one decision serves both.
+    """
+
+    __slots__ = ("_controller", "_state")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        deadline: float | None = None,
+        on_retry: Callable[[Any], None] | None = None,
+    ) -> None:
+        import tenacity
+
+        self._controller = policy.retrying(deadline=deadline, on_retry=on_retry)
+        self._state = tenacity.RetryCallState(self._controller, None, (), {})
+
+    def after(self, error: BaseException) -> float | None:
+        """Attempt ``state.attempt_number`` failed with ``error``: the seconds to wait before
+        the next attempt, or ``None`` when there is none (not retryable, attempts or
+        deadline spent)."""
+        controller, state = self._controller, self._state
+        state.set_exception((type(error), error, error.__traceback__))
+        if not controller.retry(state):
+            return None
+        state.upcoming_sleep = sleep = controller.wait(state)
+        if controller.stop(state):
+            return None
+        if controller.before_sleep is not None:
+            controller.before_sleep(state)
+        state.idle_for += sleep
+        state.prepare_for_next_attempt()
+        return sleep

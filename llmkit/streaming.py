@@ -1,9 +1,13 @@
-"""Stream accumulation (I/O-free) and the Stream / AsyncStream objects callers hold.
+"""Stream events, I/O-free: accumulation into a response, and OpenAI chunks out of events.
 
 :class:`StreamAccumulator` turns a sequence of events into the same
 :class:`~llmkit.types.ChatResponse` a non-streamed call returns; the client's stream objects
+(:class:`~llmkit.Stream` and :class:`~llmkit.AsyncStream`, in :mod:`llmkit._client.streams`)
 feed it as events pass through to the caller, so ``stream.response`` is always the
-accumulation of exactly what the caller saw.
+accumulation of exactly what the caller saw. :func:`to_openai_chunk`,
+:func:`events_to_openai_chunks` and :func:`with_request_id` go the other way, from events to
+OpenAI ``chat.completion.chunk`` objects (for ``llmkit serve``). Decoding a byte stream
+(SSE, NDJSON) into events is the backends' job, over :mod:`llmkit._http.decoders`.
 """
 
 from __future__ import annotations

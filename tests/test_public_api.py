@@ -17,6 +17,7 @@ EXPECTED = [
     "BadRequestError",
     "ChatResponse",
     "CircuitBreaker",
+    "CircuitOpenError",
     "Client",
     "ConfigError",
     "ConflictError",
@@ -95,7 +96,7 @@ def test_import_defers_what_only_some_calls_need() -> None:
         "from llmkit import AsyncClient, Client, Prompt, RateLimit, RetryPolicy, Stream\n"
         "deferred = ('asyncio', 'tenacity', 'tomllib', 'tomli', 'httpx', 'ssl')\n"
         "print(','.join(m for m in deferred if m in sys.modules))\n"
-        "import llmkit.client as c\n"
+        "import llmkit._client.aio as c  # the async driver\n"
         "c.asyncio.Semaphore  # the first use imports it and binds the real module\n"
         "print(c.asyncio is sys.modules['asyncio'])\n"
     )

@@ -13,7 +13,12 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
-from ._schemas import RESPONSE_MODELS, ChatCompletionRequest, CompletionRequestBody
+from ._schemas import (
+    RESPONSE_MODELS,
+    ChatCompletionRequest,
+    CompletionRequestBody,
+    EmbeddingsRequest,
+)
 
 __all__ = ["openapi_document"]
 
@@ -65,6 +70,7 @@ def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
         [
             (ChatCompletionRequest, "validation"),
             (CompletionRequestBody, "validation"),
+            (EmbeddingsRequest, "validation"),
             *((model, "serialization") for model in RESPONSE_MODELS),
         ],
         ref_template=_REF,
@@ -92,6 +98,16 @@ def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
                 "TextCompletion",
                 "`text_completion` objects (`choices[0].text`, the `TextCompletion` shape)",
             ),
+            "/v1/embeddings": {
+                "post": {
+                    "summary": "Create embeddings",
+                    "requestBody": {"required": True, "content": _json("EmbeddingsRequest")},
+                    "responses": {
+                        "200": {"description": "The vectors", "content": _json("EmbeddingList")},
+                        **_errors(400, 404, 429),
+                    },
+                }
+            },
             "/v1/models": {
                 "get": {
                     "summary": "List the served model",

@@ -168,7 +168,24 @@ class CompletionRequestBody(_Common):
         return self.prompt[0]
 
 
-def parse_body(cls: type[_Common], data: Any) -> Any:
+class EmbeddingsRequest(BaseModel):
+    """``POST /v1/embeddings``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, description="The served model name (or the full spec).")
+    input: Union[str, list[str]] = Field(
+        description="A text or a list of texts (token-id arrays are not accepted)."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="`base64`: little-endian float32, what the official SDK asks for.",
+    )
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+
+def parse_body(cls: type[BaseModel], data: Any) -> Any:
     """Validate a decoded JSON body; a :class:`RequestError` names the first bad field."""
     if not isinstance(data, Mapping):
         raise RequestError("the request body must be a JSON object")
@@ -340,6 +357,26 @@ class ErrorBody(_Reply):
     error: ErrorDetail
 
 
+class Embedding(_Reply):
+    object: Literal["embedding"]
+    index: int
+    embedding: Union[list[float], str]
+
+
+class EmbeddingUsage(_Reply):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(_Reply):
+    """The reply of ``POST /v1/embeddings``."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
 class Health(_Reply):
     """The reply of ``GET /health``."""
 
@@ -352,6 +389,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     TextCompletion,
     ModelList,
     ModelCard,
+    EmbeddingList,
     ErrorBody,
     Health,
 )

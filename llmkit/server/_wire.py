@@ -13,11 +13,13 @@ cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import base64
+import struct
 import uuid
 from typing import Any
 
 from ..streaming import to_openai_chunk
-from ..types import ChatResponse, FinishEvent, UsageEvent
+from ..types import ChatResponse, EmbeddingResponse, FinishEvent, UsageEvent
 
 __all__ = [
     "chat_chunk",
@@ -121,4 +123,26 @@ def text_completion_usage_chunk(
         **text_completion_chunk(chunk_id, created, model, ""),
         "choices": [],
         "usage": usage(response),
+    }
+
+
+def embeddings(response: EmbeddingResponse, model: str, encoding: str) -> dict[str, Any]:
+    """An ``EmbeddingResponse`` as OpenAI's embedding list; ``base64`` packs each vector as
+    little-endian float32 (what the official SDK asks for by default)."""
+    if encoding == "base64":
+        data: list[Any] = [
+            base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii")
+            for v in response.vectors
+        ]
+    else:
+        data = response.vectors
+    usage = response.usage.prompt_tokens
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": vector}
+            for i, vector in enumerate(data)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": usage, "total_tokens": usage},
     }

@@ -1,6 +1,6 @@
 """The OpenAI-compatible application: :func:`create_app` builds it around an AsyncClient.
 
-Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (each plain and
+Endpoints: ``POST /v1/embeddings``, ``POST /v1/chat/completions`` and ``POST /v1/completions`` (each plain and
 streamed: a stream relays the backend's events as OpenAI chunks as they are generated),
 ``POST /v1/responses`` with its stored responses (see ``responses``),
 ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health`` (always open),
@@ -44,7 +44,13 @@ from ._limits import GenerationSlots
 from ._middleware import LOG_KEY, AccessLogMiddleware, BearerAuthMiddleware
 from ._openapi import openapi_document
 from ._page import PAGE_PATHS, page_routes
-from ._schemas import ChatCompletionRequest, CompletionRequestBody, RequestError, parse_body
+from ._schemas import (
+    ChatCompletionRequest,
+    CompletionRequestBody,
+    EmbeddingsRequest,
+    RequestError,
+    parse_body,
+)
 from .responses import ResponseStore, responses_routes
 
 __all__ = [
@@ -349,6 +355,27 @@ class _Server:
             # The status line is gone; OpenAI reports a late failure as an error event.
             yield error_reply_for(exc).sse_bytes()
 
+    async def embeddings(self, request: Request) -> Response:
+        """``POST /v1/embeddings``: routed by ``model`` like the chat endpoints; the vectors
+        as floats or (``encoding_format: "base64"``, the SDK's default) packed float32."""
+        body = parse_body(EmbeddingsRequest, await self._read_json(request))
+        model = self.route(body.model)
+        if not model.embeds:
+            able = ", ".join(repr(m.name) for m in self.models.values() if m.embeds) or "none"
+            raise RequestError(
+                f"the model {model.name!r} cannot embed text; models that embed here: {able}",
+                param="model",
+            )
+        options: dict[str, Any] = {}
+        if body.dimensions is not None:
+            options["dimensions"] = body.dimensions
+        response = await _unless_disconnected(
+            request, self._in_slot(model.client.embed(body.input, **options))
+        )
+        self._log(request, tokens=response.usage.prompt_tokens)
+        payload = _wire.embeddings(response, model.name, body.encoding_format)
+        return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
+
     async def list_models(self, request: Request) -> Response:
         """``GET /v1/models``."""
         cards = [self._model_card(model) for model in self.models.values()]
@@ -498,6 +525,7 @@ def create_app(
         routes=[
             Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
             Route("/v1/completions", server.completions, methods=["POST"]),
+            Route("/v1/embeddings", server.embeddings, methods=["POST"]),
             Route("/v1/models", server.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", server.get_model, methods=["GET"]),
             *responses_routes(server, responses_store),
