@@ -2,7 +2,8 @@
 
 Serves ``POST /v1/chat/completions`` (plain JSON, or SSE when the body says ``"stream": true``:
 N content chunks, a finish chunk, a usage chunk when ``stream_options.include_usage`` is set,
-then ``[DONE]``) and ``POST /v1/completions``. Replies are pre-rendered and cached, so the
+then ``[DONE]``), ``POST /v1/completions`` and ``POST /v1/responses`` (a ``response`` object,
+or the Responses event sequence with N ``response.output_text.delta`` events). Replies are pre-rendered and cached, so the
 server costs next to nothing per request and a benchmark measures the client.
 
 Per request knobs (header or query parameter):
@@ -181,11 +182,78 @@ class _Replies:
                 self._cache[key] = self._sse([b"data: " + _json(e) for e in events])
         return self._cache[key]
 
+    def responses(self, model: str, n: int, stream: bool) -> bytes:
+        """The Responses API: one message item of N chunks, as a reply or as events."""
+        key = ("responses", model, n, stream)
+        if key not in self._cache:
+            text = self.chunk_text * n
+            part = {"type": "output_text", "text": text, "annotations": []}
+            item = {"id": "msg_mock", "type": "message", "role": "assistant"}
+            done = {**item, "status": "completed", "content": [part]}
+            usage = {
+                "input_tokens": 10,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": n,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 10 + n,
+            }
+            reply = {
+                "id": "resp_mock",
+                "object": "response",
+                "created_at": CREATED,
+                "status": "completed",
+                "model": model,
+                "output": [done],
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "usage": usage,
+            }
+            if not stream:
+                self._cache[key] = _with_length(200, "application/json", _json(reply))
+            else:
+                at = {"item_id": "msg_mock", "output_index": 0, "content_index": 0}
+                start = {**reply, "status": "in_progress", "output": [], "usage": None}
+                events: list[dict[str, Any]] = [
+                    {"type": "response.created", "response": start},
+                    {"type": "response.in_progress", "response": start},
+                    {
+                        "type": "response.output_item.added",
+                        "output_index": 0,
+                        "item": {**item, "status": "in_progress", "content": []},
+                    },
+                    {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+                ]
+                events += [
+                    {
+                        "type": "response.output_text.delta",
+                        **at,
+                        "delta": self.chunk_text,
+                        "logprobs": [],
+                    }
+                    for _ in range(n)
+                ]
+                events += [
+                    {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+                    {"type": "response.content_part.done", **at, "part": part},
+                    {"type": "response.output_item.done", "output_index": 0, "item": done},
+                    {"type": "response.completed", "response": reply},
+                ]
+                datas = [
+                    b"event: "
+                    + e["type"].encode()
+                    + b"\ndata: "
+                    + _json({**e, "sequence_number": i})
+                    for i, e in enumerate(events)
+                ]
+                self._cache[key] = self._sse(datas, done_marker=False)
+        return self._cache[key]
+
     @staticmethod
-    def _sse(datas: list[bytes]) -> bytes:
+    def _sse(datas: list[bytes], done_marker: bool = True) -> bytes:
         # One HTTP chunk per SSE event, as OpenAI frames them, all written at once.
         parts = [_head(200, "text/event-stream", "transfer-encoding: chunked\r\n") + b"\r\n"]
-        for data in [*datas, b"data: [DONE]"]:
+        for data in [*datas, b"data: [DONE]"] if done_marker else datas:
             event = data + b"\n\n"
             parts.append(f"{len(event):x}\r\n".encode() + event + b"\r\n")
         parts.append(b"0\r\n\r\n")
@@ -247,7 +315,7 @@ def _route(
     status = int(headers.get("x-mock-status") or query.get("status") or 200)
     if status >= 400:
         return replies.error(status)
-    if method != "POST" or not path.endswith(("/chat/completions", "/completions")):
+    if method != "POST" or not path.endswith(("/chat/completions", "/completions", "/responses")):
         return replies.error(404)
     try:
         payload = json.loads(body) if body else {}
@@ -256,6 +324,8 @@ def _route(
     n = int(headers.get("x-mock-chunks") or query.get("chunks") or default_chunks)
     model = str(payload.get("model") or "mock")
     stream = bool(payload.get("stream"))
+    if path.endswith("/responses"):
+        return replies.responses(model, n, stream)
     if path.endswith("/chat/completions"):
         if stream:
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))

@@ -161,16 +161,17 @@ class RawOpenAI(Contender):
 
 class Llmkit(Contender):
     """llmkit's public ``Client`` / ``AsyncClient`` with its defaults (retries, timeouts,
-    concurrency cap, typed responses, usage totals): ``backend`` is ``openai`` or ``rest``."""
+    concurrency cap, typed responses, usage totals): ``backend`` is ``openai`` or ``rest``;
+    ``api`` is ``chat`` or ``responses`` (the Responses API, ``/v1/responses``)."""
 
     packages = ("llmkit", "openai", "httpx")
 
-    def __init__(self, url: str, chunks: int, backend: str) -> None:
+    def __init__(self, url: str, chunks: int, backend: str, api: str = "chat") -> None:
         from llmkit import AsyncClient, Client
 
         spec = f"{backend}:{MODEL}"
-        self.client = Client(spec, base_url=url, api_key=KEY)
-        self.aclient = AsyncClient(spec, base_url=url, api_key=KEY)
+        self.client = Client(spec, base_url=url, api_key=KEY, api=api)
+        self.aclient = AsyncClient(spec, base_url=url, api_key=KEY, api=api)
 
     def chat(self) -> str:
         return self.client.chat(MESSAGES, temperature=0.0, max_tokens=64).text
@@ -184,6 +185,30 @@ class Llmkit(Contender):
 
     async def aclose(self) -> None:
         await self.aclient.aclose()
+
+
+class RawOpenAIResponses(Contender):
+    """The openai SDK's ``responses.create`` on an injected ``httpx.Client`` (the raw
+    contender of bench_responses.py)."""
+
+    packages = ("openai", "httpx")
+
+    def __init__(self, url: str, chunks: int) -> None:
+        sys.path.insert(0, HERE)
+        import bench_responses
+
+        sync = bench_responses.sync_contenders(url, chunks)
+        self._chat, self._stream = sync["chat"]["openai SDK"], sync["stream"]["openai SDK"]
+        self._achat = _gate(bench_responses.async_contenders(url, chunks)["chat"]["openai SDK"])
+
+    def chat(self) -> str:
+        return str(self._chat())
+
+    def stream(self) -> list[str]:
+        return list(self._stream())  # type: ignore[call-overload]
+
+    async def achat(self) -> str:
+        return await self._achat()
 
 
 # ---------------------------------------------------------------------------- .venv-peers
@@ -278,6 +303,9 @@ CONTENDERS: dict[str, tuple[str, Callable[[str, int], Contender]]] = {
     "openai SDK + httpx.Client": ("main", lambda url, chunks: RawOpenAI(url, chunks, True)),
     "llmkit openai:": ("main", lambda url, chunks: Llmkit(url, chunks, "openai")),
     "llmkit rest:": ("main", lambda url, chunks: Llmkit(url, chunks, "rest")),
+    "openai SDK responses": ("main", RawOpenAIResponses),
+    "llmkit openai: responses": ("main", lambda url, c: Llmkit(url, c, "openai", "responses")),
+    "llmkit rest: responses": ("main", lambda url, c: Llmkit(url, c, "rest", "responses")),
     "LiteLLM": ("peers", LiteLLM),
     "any-llm": ("peers", lambda url, chunks: AnyLLM(url, chunks, instance=True)),
     "any-llm completion()": ("peers", lambda url, chunks: AnyLLM(url, chunks, instance=False)),

@@ -22,17 +22,24 @@ _LAZY: dict[str, str] = {
     "Client": "client",
     "Hooks": "client",
     "Stream": "client",
+    "Audio": "media",
+    "File": "media",
+    "Image": "media",
     "Example": "prompts",
     "Prompt": "prompts",
     "RateLimit": "ratelimit",
     "RetryPolicy": "retry",
     "Timeout": "timeouts",
+    "Provider": "_providers",
+    "providers": "_providers",
+    "register_provider": "_providers",
     "available_backends": "registry",
     "register_backend": "registry",
     "NOT_GIVEN": "types",
     "ChatResponse": "types",
     "FinishEvent": "types",
     "Message": "types",
+    "ReasoningDelta": "types",
     "StreamEvent": "types",
     "TextDelta": "types",
     "Tool": "types",
@@ -88,6 +95,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from . import errors
+    from ._providers import Provider, providers, register_provider
     from .circuit import CircuitBreaker
     from .client import AsyncClient, AsyncStream, Client, Hooks, Stream
     from .errors import (
@@ -117,6 +125,7 @@ if TYPE_CHECKING:
     from .errors import (
         TimeoutError as TimeoutError,
     )
+    from .media import Audio, File, Image
     from .prompts import Example, Prompt
     from .ratelimit import RateLimit
     from .registry import available_backends, register_backend
@@ -127,6 +136,7 @@ if TYPE_CHECKING:
         ChatResponse,
         FinishEvent,
         Message,
+        ReasoningDelta,
         StreamEvent,
         TextDelta,
         Tool,
@@ -142,6 +152,7 @@ __all__ = [
     "NOT_GIVEN",
     "AsyncClient",
     "AsyncStream",
+    "Audio",
     "AuthenticationError",
     "BackendUnavailable",
     "BadRequestError",
@@ -153,8 +164,10 @@ __all__ = [
     "ConflictError",
     "ContextLengthError",
     "Example",
+    "File",
     "FinishEvent",
     "Hooks",
+    "Image",
     "InvalidInputError",
     "LLMError",
     "Message",
@@ -164,9 +177,11 @@ __all__ = [
     "Prompt",
     "PromptError",
     "ProtocolError",
+    "Provider",
     "ProviderError",
     "RateLimit",
     "RateLimitError",
+    "ReasoningDelta",
     "RetryPolicy",
     "ServerError",
     "Stream",
@@ -183,5 +198,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "errors",
+    "providers",
     "register_backend",
+    "register_provider",
 ]

@@ -12,12 +12,14 @@ Recorded (content never is: no prompt, no completion, no request headers):
 
 * at the start: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
   ``gen_ai.request.temperature``/``top_p``/``max_tokens``/``seed``/``stop_sequences`` (when
-  given), ``gen_ai.request.stream``, ``server.address``/``server.port`` (when the backend has
+  given), ``llmkit.request.reasoning_effort`` (when given), ``gen_ai.request.stream``,
+  ``server.address``/``server.port`` (when the backend has
   one base URL), ``llmkit.backend`` (the spec);
 * at the end: ``gen_ai.response.model``, ``gen_ai.response.id`` (the response's
   :attr:`~llmkit.types.ChatResponse.id`, streams included), ``gen_ai.response.finish_reasons``,
   ``gen_ai.usage.input_tokens``/``output_tokens`` (``llmkit.usage.estimated`` when the backend
-  reported none), ``llmkit.request_id`` (the provider's ``x-request-id``, when it sent one),
+  reported none), ``gen_ai.usage.reasoning.output_tokens`` (when the backend reported them;
+  the reasoning text itself never is), ``llmkit.request_id`` (the provider's ``x-request-id``, when it sent one),
   ``llmkit.attempts``; streams add ``gen_ai.response.time_to_first_chunk`` (seconds) and,
   when the caller left early, ``llmkit.stream.closed_early``. After a fallback the provider, model and ``llmkit.backend``
   name the backend that answered;
@@ -180,6 +182,8 @@ class CallTracer:
                 ("max_tokens", "gen_ai.request.max_tokens"),
                 ("seed", "gen_ai.request.seed"),
                 ("stop", "gen_ai.request.stop_sequences"),
+                # No GenAI convention names the effort yet: llmkit's own namespace.
+                ("reasoning_effort", "llmkit.request.reasoning_effort"),
             ):
                 value = getattr(params, name, None)
                 if value is not None:
@@ -345,6 +349,8 @@ class CallSpan:
             attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
             if usage.estimated:
                 attributes["llmkit.usage.estimated"] = True
+            if usage.reasoning_tokens is not None:
+                attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
         self._span.set_attributes(attributes)
 
     def _end(self) -> None:

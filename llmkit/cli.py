@@ -1,10 +1,11 @@
-"""The ``llmkit`` command line: ``chat``, ``serve`` and ``backends``.
+"""The ``llmkit`` command line: ``chat``, ``serve``, ``backends`` and ``providers``.
 
     llmkit chat "What is the capital of France?"        # one-shot, streamed
     echo "Summarise this" | llmkit chat -m openai:gpt-4o-mini
     llmkit chat                                          # interactive session with history
     llmkit serve hf:smollm2 --port 8000                  # OpenAI-compatible server
     llmkit backends                                      # what is registered and installed
+    llmkit providers                                     # services reachable by name
 
 Errors are one line on stderr: usage mistakes exit with 2, failures at run time with 1
 (``--debug`` shows the traceback instead). Only the standard library is used here; the
@@ -30,7 +31,7 @@ from .client import AsyncClient, Client
 from .config import ENV_CONFIG, LOCAL_CONFIG
 from .errors import BackendUnavailable, ConfigError, LLMError
 from .registry import available_backends, is_installed
-from .types import ChatResponse, Message
+from .types import ChatResponse, Message, ReasoningDelta
 
 __all__ = ["build_parser", "main"]
 
@@ -102,8 +103,19 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_model_options(parser: argparse.ArgumentParser, *, positional: bool) -> None:
-    if positional:
+def _add_model_options(
+    parser: argparse.ArgumentParser, *, positional: bool, many: bool = False
+) -> None:
+    if positional and many:
+        parser.add_argument(
+            "specs",
+            nargs="*",
+            metavar="SPEC",
+            help="the model(s) as 'backend:model'; several are served side by side, each "
+            "request routed by its 'model' (default: LLMKIT_MODEL, the config file, then "
+            "hf:smollm2)",
+        )
+    elif positional:
         parser.add_argument(
             "spec",
             nargs="?",
@@ -155,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--no-stream", action="store_true", help="print the answer when complete")
     chat.add_argument(
+        "-r",
+        "--reasoning-effort",
+        choices=("none", "minimal", "low", "medium", "high"),
+        help="how much a reasoning model thinks before answering",
+    )
+    chat.add_argument(
+        "--hide-reasoning",
+        action="store_true",
+        help="do not print the model's reasoning (shown dim before the answer by default)",
+    )
+    chat.add_argument(
         "-i",
         "--interactive",
         action="store_true",
@@ -167,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a model over an OpenAI-compatible HTTP API",
         description="Serve any llmkit backend (a local hf: model, or openai:/rest: behind "
         "llmkit's retries and fallbacks) as /v1/chat/completions, /v1/completions, "
-        "/v1/models and /health. Needs the 'server' extra.",
+        "/v1/models and /health, with a chat page at / (--no-ui turns it off). Needs the "
+        "'server' extra.",
     )
-    _add_model_options(serve, positional=True)
+    _add_model_options(serve, positional=True, many=True)
     serve.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
@@ -194,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, how long in-flight requests may finish before they are cancelled",
     )
+    serve.add_argument("--no-ui", action="store_true", help="do not serve the chat page at /")
     serve.add_argument(
         "--log-level",
         default="info",
@@ -207,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backends.add_argument("--json", action="store_true", help="print JSON")
     backends.set_defaults(handler=_cmd_backends)
+
+    providers = commands.add_parser(
+        "providers",
+        help="list the services reachable by name (groq:MODEL, ollama:MODEL, ...)",
+    )
+    output = providers.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    providers.set_defaults(handler=_cmd_providers)
     return parser
 
 
@@ -297,7 +331,43 @@ def _chat_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["max_tokens"] = args.max_tokens
     if args.timeout is not None:
         kwargs["timeout"] = args.timeout
+    if args.reasoning_effort is not None:
+        kwargs["reasoning_effort"] = args.reasoning_effort
     return kwargs
+
+
+def _dim() -> tuple[str, str]:
+    """The escape codes that set reasoning apart: dim on a terminal (unless ``NO_COLOR``);
+    elsewhere none, and a blank line alone separates it from the answer."""
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        return "\x1b[2m", "\x1b[0m"
+    return "", ""
+
+
+class _ReasoningPrinter:
+    """Prints stream events: reasoning dim (unless hidden), then the answer."""
+
+    def __init__(self, hide: bool) -> None:
+        self._hide = hide
+        self._on, self._off = _dim()
+        self._open = False
+
+    def event(self, event: Any) -> None:
+        reasoning = getattr(event, "reasoning", None) if event.type == "reasoning" else None
+        if reasoning:
+            if not self._hide:
+                if not self._open:
+                    _write(self._on)
+                    self._open = True
+                _write(reasoning)
+        elif event.text:
+            self.close()
+            _write(event.text)
+
+    def close(self) -> None:
+        if self._open:
+            _write(self._off + "\n\n")
+            self._open = False
 
 
 def _answer(
@@ -308,14 +378,18 @@ def _answer(
         response = client.chat(messages, **kwargs)
         _write(json.dumps({**response.to_openai(), "backend": response.backend}, indent=2) + "\n")
         return response
+    printer = _ReasoningPrinter(args.hide_reasoning)
     if args.no_stream:
         response = client.chat(messages, **kwargs)
+        if response.reasoning:
+            printer.event(ReasoningDelta(reasoning=response.reasoning))
+        printer.close()
         _write(response.text + "\n")
         return response
     with client.stream(messages, **kwargs) as stream:
         for event in stream:
-            if event.text:
-                _write(event.text)
+            printer.event(event)
+    printer.close()
     _write("\n")
     return stream.response
 
@@ -386,6 +460,29 @@ def _interactive(client: Client, args: argparse.Namespace, kwargs: dict[str, Any
 # ---------------------------------------------------------------------------- serve
 
 
+def _serve_clients(args: argparse.Namespace) -> dict[str, AsyncClient]:
+    """The clients ``llmkit serve`` answers with, by served name."""
+    from .server.app import _default_served_name
+
+    specs: list[str] = args.specs
+    if len(specs) <= 1:
+        args.spec = specs[0] if specs else None
+        client = _make_client(AsyncClient, args)
+        return {args.served_model or _default_served_name(client.model): client}
+    if args.config or args.profile:
+        raise UsageError("serve several models by spec, or one profile with --config/--profile")
+    if args.served_model:
+        raise UsageError("--served-model names a single model; several are served by their names")
+    clients: dict[str, AsyncClient] = {}
+    for spec in specs:
+        client = AsyncClient(spec)
+        name = _default_served_name(client.model)
+        if name in clients:
+            raise UsageError(f"two models would be served as {name!r}; serve each name once")
+        clients[name] = client
+    return clients
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .server import create_app, is_loopback, serve_app
@@ -405,8 +502,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"warning: serving on {args.host} without an API key: anyone who can reach this "
             f"port can use the model (pass --api-key or set {ENV_SERVER_API_KEY})\n"
         )
-    client = _make_client(AsyncClient, args)
-    _load_backend(client)
+    clients = _serve_clients(args)
+    for client in clients.values():
+        _load_backend(client)
     limits = {
         "max_in_flight": args.max_in_flight,
         "max_queue": args.max_queue,
@@ -414,18 +512,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "max_body_bytes": args.max_body_bytes,
     }
     app = create_app(
-        client,
+        clients,
         api_key=api_key,
-        served_model=args.served_model,
         close_client=True,
+        ui=not args.no_ui,
         **{k: v for k, v in limits.items() if v is not None},
     )
-    served = app.state.llmkit.served_model
+    served = ", ".join(f"{c.backend.spec!r} as {name!r}" for name, c in clients.items())
     sys.stderr.write(
-        f"llmkit: serving {client.backend.spec!r} as {served!r} on "
-        f"http://{args.host}:{args.port}/v1"
+        f"llmkit: serving {served} on http://{args.host}:{args.port}/v1"
         f"{' (API key required)' if api_key else ''}\n"
     )
+    if not args.no_ui:
+        sys.stderr.write(f"llmkit: chat page at http://{args.host}:{args.port}/\n")
     options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level}
     if args.graceful_timeout is not None:
         options["graceful_timeout"] = args.graceful_timeout
@@ -463,6 +562,36 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     for row in rows:
         mark = "yes" if row["installed"] else "no"
         lines.append(f"{row['name']:<{width}}  {mark:<9}  {row['requires'] or '-'}")
+    _write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_providers(args: argparse.Namespace) -> int:
+    from ._providers import markdown_table, providers
+
+    if args.markdown:
+        _write(markdown_table())
+        return EXIT_OK
+    rows: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "backend": p.backend,
+            "dialect": p.dialect,
+            "base_url": p.base_url,
+            "api_key_env": list(p.api_key_env),
+            "key_set": p.api_key() is not None,
+            "local": p.local,
+        }
+        for p in providers()
+    ]
+    if args.json:
+        _write(json.dumps(rows, indent=2) + "\n")
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows)
+    lines = [f"{'PROVIDER':<{width}}  {'BACKEND':<7}  KEY  BASE URL"]
+    for r in rows:
+        key = "-" if not r["api_key_env"] else ("set" if r["key_set"] else "no")
+        lines.append(f"{r['name']:<{width}}  {r['backend']:<7}  {key:<3}  {r['base_url']}")
     _write("\n".join(lines) + "\n")
     return EXIT_OK
 

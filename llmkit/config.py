@@ -33,7 +33,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -149,12 +149,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _profiles(data: Mapping[str, Any], where: str) -> tuple[dict[str, Any], str | None]:
     if "profiles" not in data:
         return {"default": dict(data)}, "default"
-    top_allowed = {"profiles", "default_profile"}
+    top_allowed = {"profiles", "default_profile"}  # ("providers" was taken out before)
     unknown = sorted(set(data) - top_allowed)
     if unknown:
         raise ConfigError(
             f"{where}: unknown top-level key(s) {', '.join(map(repr, unknown))}; with [profiles], "
-            "allowed top-level keys are: default_profile, profiles"
+            "allowed top-level keys are: default_profile, profiles, providers"
         )
     profiles = data["profiles"]
     if not isinstance(profiles, Mapping) or not profiles:
@@ -168,12 +168,17 @@ def _profiles(data: Mapping[str, Any], where: str) -> tuple[dict[str, Any], str 
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any], profile: str | None = None
 ) -> tuple[ProfileSettings, dict[str, ProfileSettings]]:
-    """Read a TOML file or a mapping; return the chosen profile and all profiles by name."""
+    """Read a TOML file or a mapping; return the chosen profile and all profiles by name.
+
+    A ``[providers.NAME]`` table registers a provider (see :mod:`llmkit._providers`), so
+    profiles (and any later ``Client("NAME:model")``) can use it.
+    """
     if isinstance(source, Mapping):
         data, where = dict(source), "config"
     else:
         path = Path(source)
         data, where = _read_toml(path), str(path)
+    _register_providers(data.pop("providers", None), where)
     raw_profiles, default = _profiles(data, where)
     profiles: dict[str, ProfileSettings] = {}
     for name, raw in raw_profiles.items():
@@ -209,6 +214,55 @@ def load_config(
                     "nor a 'backend:model' spec"
                 )
     return profiles[chosen], profiles
+
+
+class ProviderSettings(BaseModel):
+    """One ``[providers.NAME]`` table of a config file."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str
+    api_key_env: Union[str, list[str]] = Field(default_factory=list)
+    backend: Literal["openai", "rest"] = "openai"
+    dialect: Literal["openai", "ollama", "tgi"] = "openai"
+    options: dict[str, Any] = Field(default_factory=dict)
+    capabilities: dict[str, bool] = Field(default_factory=dict)
+
+
+def _register_providers(raw: Any, where: str) -> None:
+    if raw is None:
+        return
+    from ._providers import register_provider
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: 'providers' must be a table of [providers.NAME] tables")
+    for name, table in raw.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: provider {name!r} must be a table")
+        try:
+            settings = ProviderSettings.model_validate(dict(table))
+        except ValidationError as exc:
+            errors = exc.errors()
+            # An unknown key explains a missing one (a misspelt base_url), so it goes first.
+            err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+            field = ".".join(str(p) for p in err["loc"]) or "(root)"
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(ProviderSettings.model_fields))
+                raise ConfigError(
+                    f"{where}: provider {name!r}: unknown key {field!r}; allowed keys: {allowed}"
+                ) from None
+            raise ConfigError(
+                f"{where}: provider {name!r}: invalid value for {field!r} ({err['msg']})"
+            ) from None
+        keys = settings.api_key_env
+        register_provider(
+            name,
+            settings.base_url,
+            api_key_env=(keys,) if isinstance(keys, str) else tuple(keys),
+            backend=settings.backend,
+            dialect=settings.dialect,
+            options=settings.options,
+            capabilities=settings.capabilities,
+        )
 
 
 def resolve_default() -> tuple[str, Path | None]:

@@ -3,13 +3,17 @@
 Built-in backends are listed here by import path, so resolving ``"openai"`` costs nothing
 until it is used. Third-party backends register through the ``llmkit.backends`` entry-point
 group (``[project.entry-points."llmkit.backends"] mine = "pkg.module:MyBackend"``) or at run
-time with :func:`register_backend`. The client never branches on backend names.
+time with :func:`register_backend`. Names that are none of these may be providers: rows of
+:mod:`llmkit._providers` (``groq``, ``ollama``, ...) built on the ``openai`` or ``rest``
+backend. The client never branches on backend names.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +27,7 @@ class BackendInfo:
     """Where a backend lives and which ``llmkit[extra]`` it needs (if any)."""
 
     name: str
-    target: str | type[Any]  # "module:Class" or the class itself
+    target: str | Callable[..., Any]  # "module:Class", or the class (or factory) itself
     extra: str | None = None
     requires: tuple[str, ...] = ()  # top-level modules the extra provides
 
@@ -44,6 +48,12 @@ _BUILTINS: dict[str, BackendInfo] = {
     )
 }
 _registered: dict[str, BackendInfo] = {}
+# Set by llmkit.testing's cassettes while one is active: given a backend name and a loader of
+# its real class, a stand-in class (a recorder or a replayer) or None to keep the real one.
+# The loader is only called when needed, so a replayed hf: backend never imports torch.
+backend_hook: (
+    Callable[[str, Callable[[], Callable[..., Any]]], Callable[..., Any] | None] | None
+) = None
 _entry_points_loaded = False
 _ENTRY_POINT_GROUP = "llmkit.backends"
 
@@ -65,18 +75,44 @@ def _load_entry_points() -> None:
             _registered[ep.name] = BackendInfo(ep.name, ep.value)
 
 
+def builtin_backend_names() -> frozenset[str]:
+    return frozenset(_BUILTINS)
+
+
 def _lookup(name: str) -> BackendInfo:
     info = _registered.get(name) or _BUILTINS.get(name)
     if info is None:
         _load_entry_points()
         info = _registered.get(name)
     if info is None:
+        info = _provider_info(name)
+    if info is None:
+        from ._providers import providers
+
         known = ", ".join(sorted(available_backends()))
+        rows = ", ".join(p.name for p in providers())
         raise UnknownBackendError(
-            f"unknown backend {name!r}; known backends: {known}. "
-            "Write the model as 'backend:model', e.g. 'openai:gpt-4o-mini' or 'hf:smollm2'"
+            f"unknown backend {name!r}; known backends: {known}; providers: {rows}. "
+            "Write the model as 'backend:model', e.g. 'openai:gpt-4o-mini', 'hf:smollm2' or "
+            "'groq:llama-3.3-70b-versatile'"
         )
     return info
+
+
+def _provider_info(name: str) -> BackendInfo | None:
+    """A provider row as a backend: a factory that builds the row's backend."""
+    from . import _providers as providers
+
+    provider = providers.get_provider(name)
+    if provider is None:
+        return None
+    base = _BUILTINS[provider.backend]
+    return BackendInfo(
+        name,
+        functools.partial(providers.build_backend, provider),
+        extra=base.extra,
+        requires=base.requires,
+    )
 
 
 def available_backends() -> dict[str, BackendInfo]:
@@ -91,12 +127,22 @@ def is_installed(name: str) -> bool:
     return all(importlib.util.find_spec(mod) is not None for mod in info.requires)
 
 
-def get_backend_class(name: str) -> type[Any]:
-    """Import and return the class of backend ``name``.
+def get_backend_class(name: str) -> Callable[..., Any]:
+    """Import and return the class of backend ``name`` (or the factory that builds it:
+    ``factory(model, **options)`` is all the client needs).
 
     Raises :class:`UnknownBackendError` (listing the known names) or
     :class:`BackendUnavailable` (naming the ``pip install`` to run).
     """
+    hook = backend_hook
+    if hook is not None:
+        stand_in = hook(name, lambda: _load(name))
+        if stand_in is not None:
+            return stand_in
+    return _load(name)
+
+
+def _load(name: str) -> Callable[..., Any]:
     info = _lookup(name)
     if not isinstance(info.target, str):
         return info.target

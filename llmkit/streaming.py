@@ -19,6 +19,7 @@ from .types import (
     ChatResponse,
     FinishEvent,
     Message,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -34,18 +35,20 @@ __all__ = ["StreamAccumulator", "events_to_openai_chunks", "to_openai_chunk", "w
 class StreamAccumulator:
     """Collects stream events into a :class:`ChatResponse`.
 
-    Text deltas are concatenated; tool-call deltas are grouped by ``index`` (the first delta
+    Text deltas are concatenated, and so are reasoning deltas; tool-call deltas are grouped by ``index`` (the first delta
     of a call brings ``id`` and ``name``, later ones append argument fragments); the last
     usage event wins; the finish event gives the finish reason, id, model and request id.
     """
 
     def __init__(self, *, model: str = "", backend: str = "") -> None:
         self._text: list[str] = []
+        self._reasoning: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.id: str | None = None
         self.request_id: str | None = None
+        self.provider_data: dict[str, Any] | None = None
         self.model = model
         self.backend = backend
 
@@ -53,6 +56,8 @@ class StreamAccumulator:
         kind = event.type
         if kind == "text":
             self._text.append(event.delta)
+        elif kind == "reasoning":
+            self._reasoning.append(event.reasoning)
         elif kind == "tool_call":
             call = self._calls.setdefault(event.index, {"id": None, "name": None, "arguments": []})
             if event.id:
@@ -72,10 +77,17 @@ class StreamAccumulator:
                 self.model = event.model
             if event.request_id:
                 self.request_id = event.request_id
+            if event.provider_data:
+                self.provider_data = event.provider_data
 
     @property
     def text(self) -> str:
         return "".join(self._text)
+
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning so far (``None`` when no reasoning arrived)."""
+        return "".join(self._reasoning) or None
 
     def tool_calls(self) -> list[ToolCall]:
         return [
@@ -95,9 +107,11 @@ class StreamAccumulator:
             role="assistant",
             content=text if (text or not calls) else None,
             tool_calls=calls or None,
+            reasoning=self.reasoning,
+            provider_data=self.provider_data,
         )
         usage = self.usage or Usage.estimate(
-            prompt_text, text + "".join(c.arguments for c in calls)
+            prompt_text, (self.reasoning or "") + text + "".join(c.arguments for c in calls)
         )
         finish = self.finish_reason or ("tool_calls" if calls else "stop")
         return ChatResponse(
@@ -140,6 +154,9 @@ def to_openai_chunk(
     finish_reason = None
     if isinstance(event, TextDelta):
         delta["content"] = event.delta
+    elif isinstance(event, ReasoningDelta):
+        # The field DeepSeek, vLLM and llama.cpp stream reasoning in.
+        delta["reasoning_content"] = event.reasoning
     elif isinstance(event, ToolCallDelta):
         call: dict[str, Any] = {"index": event.index, "function": {"arguments": event.arguments}}
         if event.id:
@@ -150,11 +167,7 @@ def to_openai_chunk(
         delta["tool_calls"] = [call]
     elif isinstance(event, UsageEvent):
         base["choices"] = []
-        base["usage"] = {
-            "prompt_tokens": event.usage.prompt_tokens,
-            "completion_tokens": event.usage.completion_tokens,
-            "total_tokens": event.usage.total_tokens,
-        }
+        base["usage"] = event.usage.to_openai()
         return base
     elif isinstance(event, FinishEvent):
         finish_reason = event.finish_reason

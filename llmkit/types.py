@@ -30,16 +30,20 @@ from .timeouts import Timeout
 
 __all__ = [
     "NOT_GIVEN",
+    "AudioPart",
     "ChatRequest",
     "ChatResponse",
     "CompletionRequest",
     "ContentPart",
+    "FilePart",
     "FinishEvent",
     "GenerationParams",
     "ImagePart",
     "Message",
     "MessageInput",
     "NotGiven",
+    "ReasoningDelta",
+    "ReasoningEffort",
     "StreamEvent",
     "TextDelta",
     "TextPart",
@@ -54,6 +58,12 @@ __all__ = [
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+"""How much a reasoning model should think before answering (``reasoning_effort=``)."""
+
+# The fields OpenAI-compatible servers put an assistant message's reasoning in: DeepSeek,
+# vLLM and llama.cpp say ``reasoning_content``; OpenRouter, Groq and newer vLLM ``reasoning``.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 # ---------------------------------------------------------------------------- messages
@@ -81,7 +91,38 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+class InputAudio(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: str  # base64
+    format: str  # "wav", "mp3", ...
+
+
+class AudioPart(BaseModel):
+    """Audio (base64) in a multi-part user message; OpenAI's ``input_audio`` part."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["input_audio"] = "input_audio"
+    input_audio: InputAudio
+
+
+class FileData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file_data: str | None = None  # a data: URL
+    file_id: str | None = None  # a file uploaded to the provider
+    filename: str | None = None
+
+
+class FilePart(BaseModel):
+    """A document (e.g. a PDF) in a multi-part user message; OpenAI's ``file`` part."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["file"] = "file"
+    file: FileData
+
+
+ContentPart = Annotated[
+    Union[TextPart, ImagePart, AudioPart, FilePart], Field(discriminator="type")
+]
 
 
 class ToolCall(BaseModel):
@@ -143,6 +184,36 @@ class Message(BaseModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    reasoning: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    """What a reasoning model said before answering (assistant messages only). Kept so the
+    message can be passed back in the next turn; each backend decides whether to send it
+    (see "Reasoning models" in the docs: some providers need it, some reject it)."""
+    provider_data: dict[str, Any] | None = Field(
+        default=None, repr=False, exclude_if=lambda value: value is None
+    )
+    """Opaque state a backend attached for the round trip (e.g. which field a server sent
+    the reasoning in, OpenRouter's ``reasoning_details``), keyed by wire format. Only the
+    wire format that wrote it reads it back."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reasoning_alias(cls, data: Any) -> Any:
+        # An assistant message dict copied from a DeepSeek/vLLM reply carries its reasoning
+        # as ``reasoning_content`` (OpenRouter's ``reasoning`` is this field's own name).
+        if isinstance(data, Mapping) and "reasoning_content" in data:
+            data = dict(data)
+            value = data.pop("reasoning_content")
+            if value is not None and data.get("reasoning") is None:
+                data["reasoning"] = value
+        return data
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_items_as_parts(cls, value: Any) -> Any:
+        # ["What is this?", Image("cat.png")]: a bare string in a part list is a text part.
+        if isinstance(value, (list, tuple)):
+            return [{"type": "text", "text": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @model_validator(mode="after")
     def _check_role_fields(self) -> Message:
@@ -152,6 +223,8 @@ class Message(BaseModel):
             )
         if self.tool_calls and self.role != "assistant":
             raise ValueError("only 'assistant' messages can carry 'tool_calls'")
+        if self.reasoning is not None and self.role != "assistant":
+            raise ValueError("only 'assistant' messages can carry 'reasoning'")
         if self.content is None and not self.tool_calls and self.role != "assistant":
             raise ValueError(f"a {self.role!r} message needs 'content'")
         return self
@@ -166,9 +239,12 @@ class Message(BaseModel):
 
     @classmethod
     def assistant(
-        cls, content: str | None = None, tool_calls: list[ToolCall] | None = None
+        cls,
+        content: str | None = None,
+        tool_calls: list[ToolCall] | None = None,
+        reasoning: str | None = None,
     ) -> Message:
-        return cls(role="assistant", content=content, tool_calls=tool_calls)
+        return cls(role="assistant", content=content, tool_calls=tool_calls, reasoning=reasoning)
 
     @classmethod
     def tool(cls, content: str, tool_call_id: str) -> Message:
@@ -183,8 +259,10 @@ class Message(BaseModel):
             return self.content
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
-    def to_openai(self) -> dict[str, Any]:
-        """The message as an OpenAI message dict."""
+    def to_openai(self, *, reasoning_field: str | None = None) -> dict[str, Any]:
+        """The message as an OpenAI message dict; with ``reasoning_field``, the reasoning
+        (when there is any) goes into that field (``"reasoning_content"`` is what the
+        OpenAI-compatible ecosystem reads)."""
         out: dict[str, Any] = {"role": self.role}
         if isinstance(self.content, list):
             out["content"] = [p.model_dump(exclude_none=True) for p in self.content]
@@ -196,6 +274,8 @@ class Message(BaseModel):
             out["tool_calls"] = [tc.to_openai() for tc in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
+        if reasoning_field and self.reasoning:
+            out[reasoning_field] = self.reasoning
         return out
 
 
@@ -284,6 +364,8 @@ class Tool(BaseModel):
             data = dict(value)
             if data.get("type") == "function" and "function" in data:
                 data = dict(data["function"])
+            elif data.get("type") == "function":  # the Responses API's flat form
+                data.pop("type")
             try:
                 return cls.model_validate(data)
             except ValidationError as exc:
@@ -320,6 +402,9 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     total_tokens: int = 0
     estimated: bool = False
+    # Left out of dumps when unknown, so usage of non-reasoning calls dumps as it always did.
+    reasoning_tokens: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    """Of ``completion_tokens``, how many the model spent reasoning (``None``: not reported)."""
 
     @model_validator(mode="after")
     def _fill_total(self) -> Usage:
@@ -336,11 +421,41 @@ class Usage(BaseModel):
         )
 
     def __add__(self, other: Usage) -> Usage:
+        reasoning = None
+        if self.reasoning_tokens is not None or other.reasoning_tokens is not None:
+            reasoning = (self.reasoning_tokens or 0) + (other.reasoning_tokens or 0)
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             estimated=self.estimated or other.estimated,
+            reasoning_tokens=reasoning,
         )
+
+    @classmethod
+    def from_openai(cls, data: Any) -> Usage | None:
+        """An OpenAI ``usage`` object (``None`` when ``data`` is not one), with
+        ``completion_tokens_details.reasoning_tokens`` when the server sent it."""
+        if not isinstance(data, Mapping):
+            return None
+        details = data.get("completion_tokens_details")
+        reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+        return cls(
+            prompt_tokens=int(data.get("prompt_tokens") or 0),
+            completion_tokens=int(data.get("completion_tokens") or 0),
+            total_tokens=int(data.get("total_tokens") or 0),
+            reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
+        )
+
+    def to_openai(self) -> dict[str, Any]:
+        """This usage as an OpenAI ``usage`` object."""
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.reasoning_tokens is not None:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
 
 
 def new_response_id() -> str:
@@ -378,8 +493,14 @@ class ChatResponse(BaseModel):
     def tool_calls(self) -> list[ToolCall]:
         return self.message.tool_calls or []
 
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning text the backend exposed (``None`` when it exposed none)."""
+        return self.message.reasoning
+
     def to_openai(self) -> dict[str, Any]:
-        """This response as an OpenAI ``chat.completion`` object."""
+        """This response as an OpenAI ``chat.completion`` object (the reasoning, when there
+        is any, as ``message.reasoning_content``, the field the ecosystem reads)."""
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -388,16 +509,12 @@ class ChatResponse(BaseModel):
             "choices": [
                 {
                     "index": 0,
-                    "message": self.message.to_openai(),
+                    "message": self.message.to_openai(reasoning_field="reasoning_content"),
                     "finish_reason": self.finish_reason,
                     "logprobs": None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-                "total_tokens": self.usage.total_tokens,
-            },
+            "usage": self.usage.to_openai(),
         }
 
     @classmethod
@@ -413,28 +530,20 @@ class ChatResponse(BaseModel):
         choice = choices[0]
         raw_message = dict(choice.get("message") or {})
         raw_message.setdefault("role", "assistant")
-        # Servers add fields we do not model (refusal, reasoning_content, audio, ...).
+        # Servers add fields we do not model (refusal, audio, ...).
         known = {
             k: raw_message[k] for k in ("role", "content", "name", "tool_calls") if k in raw_message
         }
         if not known.get("tool_calls"):
             known.pop("tool_calls", None)
+        known.update(reasoning_of(raw_message))
         try:
             message = Message.model_validate(known)
         except ValidationError as exc:
             raise ProtocolError(
                 f"malformed message in reply: {exc.errors()[0]['msg']}", backend=backend or None
             ) from None
-        usage_data = data.get("usage")
-        usage = (
-            Usage(
-                prompt_tokens=usage_data.get("prompt_tokens") or 0,
-                completion_tokens=usage_data.get("completion_tokens") or 0,
-                total_tokens=usage_data.get("total_tokens") or 0,
-            )
-            if isinstance(usage_data, Mapping)
-            else Usage(estimated=True)
-        )
+        usage = Usage.from_openai(data.get("usage")) or Usage(estimated=True)
         return cls(
             message=message,
             finish_reason=choice.get("finish_reason") or "stop",
@@ -445,6 +554,26 @@ class ChatResponse(BaseModel):
             created=int(data.get("created") or time.time()),
             raw=data,
         )
+
+
+def reasoning_of(raw_message: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``reasoning`` and ``provider_data`` of an OpenAI-shaped message or delta dict:
+    the text of its first non-empty reasoning field, which field that was, and OpenRouter's
+    ``reasoning_details`` (opaque blocks some models need back); ``{}`` when it has none."""
+    out: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    for name in REASONING_FIELDS:
+        value = raw_message.get(name)
+        if isinstance(value, str) and value:
+            out["reasoning"] = value
+            state["reasoning_field"] = name
+            break
+    details = raw_message.get("reasoning_details")
+    if isinstance(details, list) and details:
+        state["reasoning_details"] = details
+    if state:
+        out["provider_data"] = {"openai": state}
+    return out
 
 
 # ---------------------------------------------------------------------------- stream events
@@ -468,6 +597,14 @@ class TextDelta(_Event):
     @property
     def text(self) -> str:
         return self.delta
+
+
+class ReasoningDelta(_Event):
+    """A piece of the model's reasoning. Its :attr:`text` is ``""``, so a loop that prints
+    ``event.text`` never prints reasoning; read :attr:`reasoning` to show it."""
+
+    type: Literal["reasoning"] = "reasoning"
+    reasoning: str
 
 
 class ToolCallDelta(_Event):
@@ -498,10 +635,14 @@ class FinishEvent(_Event):
     request_id: str | None = None
     """The provider's request id (``x-request-id`` of the streamed HTTP response), when it
     sent one; becomes :attr:`ChatResponse.request_id` of the accumulated response."""
+    provider_data: dict[str, Any] | None = Field(default=None, repr=False)
+    """Opaque round-trip state of the reply (e.g. encrypted reasoning items of the Responses
+    API); becomes the accumulated message's :attr:`Message.provider_data`."""
 
 
 StreamEvent = Annotated[
-    Union[TextDelta, ToolCallDelta, UsageEvent, FinishEvent], Field(discriminator="type")
+    Union[TextDelta, ReasoningDelta, ToolCallDelta, UsageEvent, FinishEvent],
+    Field(discriminator="type"),
 ]
 
 
@@ -521,6 +662,9 @@ class GenerationParams(BaseModel):
     tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    """How much a reasoning model should think; each backend maps it to its own switch, or
+    raises :class:`~llmkit.errors.UnsupportedFeatureError` before sending."""
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -545,6 +689,11 @@ class GenerationParams(BaseModel):
             # A bare tool name is the friendly form of {"type": "function", ...}.
             return {"type": "function", "function": {"name": value}}
         return value
+
+    @property
+    def effort(self) -> ReasoningEffort | None:
+        """The ``reasoning_effort`` the caller set (``None`` when not set)."""
+        return self.reasoning_effort if "reasoning_effort" in self.model_fields_set else None
 
     def given(self) -> dict[str, Any]:
         """The options the caller set, as plain JSON-able values."""
@@ -621,3 +770,78 @@ class NotGiven:
 
 
 NOT_GIVEN = NotGiven()
+
+
+# -------------------------------------------------------------------------- embeddings
+
+
+def normalize_embedding_inputs(value: Any) -> list[str]:
+    """A ``str`` or a list of ``str`` as the list of texts to embed.
+
+    Every backend gets the same rules, checked before anything is sent: at least one text,
+    every item a ``str``, and no empty (or blank) text — OpenAI rejects those, and an empty
+    text has no meaning to retrieve by, so it is refused everywhere rather than embedded as
+    the model's special tokens alone.
+    """
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, (list, tuple)):
+        texts = list(value)
+    else:
+        raise InvalidInputError(f"embed() takes a str or a list of str, got {type(value).__name__}")
+    if not texts:
+        raise InvalidInputError("embed() needs at least one text; got an empty list")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"embed() input {i} is a {type(text).__name__}, not a str; convert it first"
+            )
+        if not text.strip():
+            raise InvalidInputError(
+                f"embed() input {i} is empty; drop empty texts before embedding"
+            )
+    return texts
+
+
+@dataclass
+class EmbeddingRequest:
+    """What a backend receives for one embedding call: one batch of texts."""
+
+    model: str
+    inputs: list[str]
+    dimensions: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    timeout: Timeout = field(default_factory=Timeout)
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def prompt_text(self) -> str:
+        return "\n".join(self.inputs)
+
+
+class EmbeddingResponse(BaseModel):
+    """Vectors for the inputs of one ``embed()`` call, one per input, in input order."""
+
+    vectors: list[list[float]]
+    model: str = ""
+    backend: str = ""
+    usage: Usage = Field(default_factory=lambda: Usage(estimated=True))
+    request_id: str | None = None
+
+    @property
+    def dimensions(self) -> int:
+        """The length of each vector (0 when there are none)."""
+        return len(self.vectors[0]) if self.vectors else 0
+
+    def __repr__(self) -> str:
+        # Thousands of floats help nobody in a repr or a log line.
+        return (
+            f"EmbeddingResponse(vectors=<{len(self.vectors)} x {self.dimensions}>, "
+            f"model={self.model!r}, backend={self.backend!r}, usage={self.usage!r})"
+        )
+
+    __str__ = __repr__

@@ -86,3 +86,42 @@ def test_train_serve_call() -> None:
     out = run_example("train_serve_call.py", "--steps", "40", timeout=600)
     assert "trained 40 steps" in out
     assert "prompt 'The cat' ->" in out
+
+
+def test_reasoning_example_on_every_remote_backend() -> None:
+    pytest.importorskip("respx")
+    out = run_example("reasoning.py")
+    assert "--- openai_example\nYes, 97 is prime.\n64\n" in out
+    assert "[thinking] 97 is odd.\n" in out and "97 is odd. Not divisible by 3, 5 or 7.\n" in out
+    assert "--- ollama_example\n√97 < 10; no divisor up to 7.\nYes, 97 is prime.\n" in out
+    assert "--- tgi_example\nTry 2, 3, 5, 7: none divides 97.\nYes, 97 is prime.\n" in out
+    assert out.endswith("--- fake_example\nNot divisible by 2, 3, 5, 7.\nminimal\n")
+
+
+@pytest.mark.slow
+def test_reasoning_example_on_the_embedded_model() -> None:
+    out = run_example("reasoning.py", "--hf")
+    assert "no thinking switch" in out and out.split("--- hf_example\n")[1].count("\n") >= 3
+
+
+def _sections(path: Path) -> dict[str, str]:
+    """The ``--8<-- [start:NAME]`` sections of an example, dedented."""
+    import re
+    import textwrap
+
+    found = re.findall(
+        r"# --8<-- \[start:(\w+)\]\n(.*?)\n\s*# --8<-- \[end:\1\]", path.read_text(), re.S
+    )
+    return {name: textwrap.dedent(body) for name, body in found}
+
+
+def test_readme_reasoning_examples_are_the_ones_that_run() -> None:
+    """The README shows the example's sections verbatim (the docs include them directly)."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    sections = _sections(EXAMPLES / "reasoning.py")
+    assert set(sections) == {"openai", "vllm", "ollama", "tgi", "hf", "fake"}
+    for name, body in sections.items():
+        assert body in readme, name
+    docs = (EXAMPLES.parent / "docs" / "reasoning.md").read_text()
+    for name in sections:
+        assert f'--8<-- "examples/reasoning.py:{name}"' in docs, name

@@ -20,6 +20,7 @@ from ..errors import ConnectionError, ProviderError, TimeoutError, redact
 from ..timeouts import Timeout
 from .budget import CallBudget, OverBudget, install
 from .pool import install_async
+from .tap import track
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -134,6 +135,7 @@ def build_client(
         )
     )
     install(client)
+    track(client)  # a cassette (llmkit.testing) can then record or replay its requests
     return client
 
 
@@ -158,6 +160,7 @@ def build_async_client(
         )
     )
     install_async(client)
+    track(client)
     return client
 
 

@@ -37,7 +37,14 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, UnsupportedFeatureError
-from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+)
 
 __all__ = ["Backend", "BaseBackend", "Capabilities", "validate_options"]
 
@@ -46,11 +53,15 @@ __all__ = ["Backend", "BaseBackend", "Capabilities", "validate_options"]
 class Capabilities:
     """What a backend can do; the client checks these before sending anything."""
 
+    chat: bool = True  # chat()/complete(): False for embedding-only models
     streaming: bool = True
     tools: bool = False
     structured_output: bool = False  # honours a JSON-schema response_format natively
     completion: bool = False  # raw prompt -> continuation (complete())
-    vision: bool = False
+    vision: bool = False  # image parts in messages
+    audio: bool = False  # audio parts (input_audio) in messages
+    files: bool = False  # file parts (PDF) in messages
+    embeddings: bool = False  # embed(): texts -> vectors
 
 
 @runtime_checkable
@@ -179,6 +190,19 @@ class BaseBackend:
     def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Drive the sync :meth:`stream_complete` in a worker thread, one event at a time."""
         return _in_thread(self.stream_complete, request)
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Vectors for ``request.inputs`` (one batch). Optional: backends that embed set
+        ``capabilities.embeddings`` and override this and :meth:`aembed`."""
+        raise UnsupportedFeatureError(
+            f"backend {self.spec!r} cannot embed text; use an embedding model "
+            "(e.g. hf:minilm, or an openai:/rest: embedding model)"
+        )
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        import asyncio
+
+        return await asyncio.to_thread(self.embed, request)
 
     def close(self) -> None:
         """Release connections, threads or models held by the backend."""

@@ -8,25 +8,31 @@ streaming and structured-output code; only the model is replaced.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
-from ..errors import ConfigError, LLMError, TimeoutError
+from ..errors import ConfigError, LLMError, TimeoutError, UnsupportedFeatureError
 from ..types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
     FinishEvent,
     Message,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
     UsageEvent,
+    estimate_tokens,
 )
 from .base import BaseBackend, Capabilities
 
@@ -47,6 +53,7 @@ class Reply:
         chunk_delay: seconds to wait between stream events (to simulate a stalled stream).
         fail_after: for streams, raise this error after that many events.
         error: the error raised by ``fail_after``.
+        reasoning: the model's reasoning, streamed before the text (word by word).
     """
 
     text: str = ""
@@ -58,6 +65,7 @@ class Reply:
     chunk_delay: float = 0.0
     fail_after: int | None = None
     error: LLMError | None = None
+    reasoning: str | None = None
     _calls: list[ToolCall] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +80,7 @@ class Reply:
                 role="assistant",
                 content=self.text if (self.text or not self._calls) else None,
                 tool_calls=self._calls or None,
+                reasoning=self.reasoning or None,
             ),
             finish_reason=self.finish_reason or ("tool_calls" if self._calls else "stop"),
             usage=self.usage or Usage(estimated=True),
@@ -81,7 +90,10 @@ class Reply:
 
     def events(self, model: str) -> list[StreamEvent]:
         pieces = list(self.chunks) if self.chunks is not None else _words(self.text)
-        events: list[StreamEvent] = [TextDelta(delta=p) for p in pieces if p]
+        events: list[StreamEvent] = [
+            ReasoningDelta(reasoning=p) for p in _words(self.reasoning or "")
+        ]
+        events += [TextDelta(delta=p) for p in pieces if p]
         for index, call in enumerate(self._calls):
             # Arguments arrive in fragments, as real providers send them.
             args = call.arguments
@@ -128,11 +140,19 @@ class FakeBackend(BaseBackend):
     :class:`~llmkit.errors.LLMError` instance (raised), or a callable ``request -> item``.
     When the script runs out the last item repeats; with no script the backend echoes the
     last user message. ``requests`` holds every request received, in order.
+
+    ``embed()`` answers deterministic unit vectors of ``embedding_dimensions`` (the same text
+    always gets the same vector, different texts different ones), after raising the errors
+    of ``embedding_failures`` one per call; ``embed_requests`` records those calls.
+
+    ``reasoning_efforts`` limits the ``reasoning_effort`` values it accepts (default: all),
+    so an application's handling of :class:`~llmkit.errors.UnsupportedFeatureError` can be
+    tested; a refused request is not recorded and takes no script item.
     """
 
     name: ClassVar[str] = "fake"
     capabilities = Capabilities(
-        streaming=True, tools=True, structured_output=False, completion=True
+        streaming=True, tools=True, structured_output=False, completion=True, embeddings=True
     )
 
     def __init__(
@@ -142,8 +162,15 @@ class FakeBackend(BaseBackend):
         model: str = "fake-model",
         capabilities: Capabilities | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        embedding_dimensions: int = 8,
+        embedding_failures: Sequence[LLMError] = (),
+        reasoning_efforts: Sequence[str] | None = None,
     ) -> None:
         super().__init__(model)
+        self.embedding_dimensions = embedding_dimensions
+        self._embedding_failures = list(embedding_failures)
+        self.embed_requests: list[EmbeddingRequest] = []
+        self.reasoning_efforts = None if reasoning_efforts is None else frozenset(reasoning_efforts)
         if replies is None:
             self._script: list[ScriptItem] = []
         elif isinstance(replies, (list, tuple)):
@@ -160,6 +187,16 @@ class FakeBackend(BaseBackend):
         self.closed = False
 
     def _next(self, request: ChatRequest | CompletionRequest) -> Reply | ChatResponse:
+        effort = request.params.effort
+        if (
+            effort is not None
+            and self.reasoning_efforts is not None
+            and effort not in self.reasoning_efforts
+        ):
+            raise UnsupportedFeatureError(
+                f"{self.spec}: reasoning_effort={effort!r} is not supported "
+                f"(accepted: {', '.join(sorted(self.reasoning_efforts)) or 'none'})"
+            )
         with self._lock:
             self.requests.append(request)
             if not self._script:
@@ -212,6 +249,7 @@ class FakeBackend(BaseBackend):
                 tool_calls=item.tool_calls,
                 finish_reason=item.finish_reason,
                 usage=None if item.usage.estimated else item.usage,
+                reasoning=item.reasoning,
             )
             return reply, reply.events(item.model or self.model)
         return item, item.events(self.model)
@@ -267,8 +305,38 @@ class FakeBackend(BaseBackend):
     def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         return self.astream(request)
 
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        with self._lock:
+            self.embed_requests.append(request)
+            failure = self._embedding_failures.pop(0) if self._embedding_failures else None
+        if failure is not None:
+            raise failure
+        dimensions = request.dimensions or self.embedding_dimensions
+        return EmbeddingResponse(
+            vectors=[fake_vector(text, dimensions) for text in request.inputs],
+            model=self.model,
+            backend=self.spec,
+            usage=Usage(prompt_tokens=sum(estimate_tokens(t) for t in request.inputs)),
+        )
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        return self.embed(request)
+
     def close(self) -> None:
         self.closed = True
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on ``text`` (SHA-256 based, so stable across runs)."""
+    raw: list[float] = []
+    counter = 0
+    while len(raw) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        raw.extend((b - 127.5) / 127.5 for b in digest)
+        counter += 1
+    values = raw[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 def _echo(request: ChatRequest | CompletionRequest) -> str:

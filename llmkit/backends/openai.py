@@ -10,9 +10,13 @@ exceptions. llmkit adds the rest:
 * the SDK's own retries are off (``max_retries=0``): llmkit's retry policy is the only one;
 * every failure is mapped to :mod:`llmkit.errors` at one point (:meth:`_OpenAIBase._map_error`),
   with credentials scrubbed from the message *and* from the chained SDK exception;
-* responses are read as JSON and streams are decoded by llmkit's I/O-free decoders
-  (:class:`~llmkit._http.decoders.SSEDecoder` and :class:`~llmkit.backends._openai_wire.ChunkDecoder`)
-  over the SDK's raw streaming response, which skips building a pydantic object per chunk.
+* responses are read as JSON and streams are decoded by the I/O-free
+  :class:`~llmkit.backends._openai_wire.StreamDecoder` (the same one the ``rest`` backend's
+  OpenAI-compatible dialect uses) over the SDK's raw streaming response, which skips
+  building a pydantic object per chunk.
+
+With ``api="responses"`` chat calls go to ``/responses`` instead (the Responses API): the
+mapping is :mod:`llmkit.backends._responses_wire`, the shells stay the same.
 
 Every keyword the SDK's ``create()`` accepts is passed as a keyword (so the outgoing JSON is
 exactly what the SDK would send); anything else a caller passes goes into ``extra_body``.
@@ -34,10 +38,10 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 import openai
+import openai.resources.responses  # lazily exported in 3.x; imported for its signature
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
-from .._http.decoders import ServerSentEvent, SSEDecoder
 from ..errors import (
     ConfigError,
     ConnectionError,
@@ -45,22 +49,31 @@ from ..errors import (
     LLMError,
     ProtocolError,
     ProviderError,
-    ServerError,
     TimeoutError,
     error_from_status,
     redact,
 )
 from ..streaming import with_request_id
 from ..timeouts import Timeout
-from ..types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+)
+from ._embeddings_wire import openai_embedding_body, parse_openai_embeddings
+from ._openai_responses import ResponsesStreamState
 from ._openai_wire import (
-    ChunkDecoder,
+    StreamDecoder,
     chat_payload,
     completion_payload,
     error_in_payload,
     parse_chat_completion,
     parse_completion,
 )
+from ._responses_wire import parse_response, responses_body
 from .base import BaseBackend, Capabilities, validate_options
 
 __all__ = ["AzureOpenAIBackend", "AzureOpenAISettings", "OpenAIBackend", "OpenAISettings"]
@@ -88,6 +101,8 @@ def _sdk_params(fn: Callable[..., Any]) -> frozenset[str]:
 
 _CHAT_PARAMS = _sdk_params(openai.resources.chat.Completions.create)
 _COMPLETION_PARAMS = _sdk_params(openai.resources.Completions.create)
+_EMBEDDING_PARAMS = _sdk_params(openai.resources.Embeddings.create)
+_RESPONSES_PARAMS = _sdk_params(openai.resources.responses.Responses.create)
 
 
 # ---------------------------------------------------------------------------- settings
@@ -111,6 +126,8 @@ class _CommonSettings(BaseModel):
     models (o-series, gpt-5) and ``max_tokens`` to everything else."""
     verify: bool | str = True
     """TLS verification: ``False`` or a CA bundle path for private hosts."""
+    api: Literal["chat", "responses"] = "chat"
+    """The API chat calls use: chat completions, or the Responses API (``/responses``)."""
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -191,82 +208,38 @@ def _body_of(response: httpx.Response | Any) -> Any:
 
 
 class _StreamState:
-    """SSE bytes in, llmkit events out; shared by the sync and async stream shells."""
+    """The shared :class:`~llmkit.backends._openai_wire.StreamDecoder`, plus what the SDK
+    shells add: the call's deadline and the request id of the response headers."""
 
-    __slots__ = ("_chunks", "_pending", "_sse", "deadline", "done", "request_id")
+    __slots__ = ("_decoder", "deadline", "request_id")
 
     def __init__(self, backend: str, model: str, deadline: float | None) -> None:
-        self._sse = SSEDecoder()
-        self._chunks = ChunkDecoder(backend=backend, model=model)
+        self._decoder = StreamDecoder(backend=backend, model=model)
         self.deadline = deadline
-        self.done = False
         self.request_id: str | None = None
-        self._pending: ProviderError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         if self.deadline is not None and time.monotonic() > self.deadline:
+            chunks = self._decoder.chunks
             raise TimeoutError(
                 "total timeout: the stream outlived the call's deadline",
-                backend=self._chunks.backend,
-                model=self._chunks.model,
+                backend=chunks.backend,
+                model=chunks.model,
             )
-        self._raise_pending()
-        events: list[StreamEvent] = []
-        try:
-            for sse in self._sse.feed(data):
-                events.extend(self._event(sse))
-                if self.done:
-                    break
-        except ProviderError as exc:
-            if not events:
-                raise
-            # Deliver what came before the error first, as the server sent it.
-            self._pending = exc
-        return events
-
-    def _raise_pending(self) -> None:
-        if self._pending is not None:
-            error, self._pending = self._pending, None
-            raise error
+        return self._decoder.feed(data)
 
     def end(self) -> list[StreamEvent]:
         """The closing events, once the server said ``[DONE]`` or closed the stream."""
-        self._raise_pending()
-        if not self.done:
-            events: list[StreamEvent] = []
-            for sse in self._sse.flush():
-                events.extend(self._event(sse))
-            if not self.done and self._chunks.finish_reason is None:
-                # No [DONE] and no finish reason: the reply was cut off, not finished.
-                raise ConnectionError(
-                    "the stream ended before the reply was complete",
-                    backend=self._chunks.backend,
-                    model=self._chunks.model,
-                    request_id=self.request_id,
-                )
-            return events + self._closing()
-        return self._closing()
-
-    def _closing(self) -> list[StreamEvent]:
-        return with_request_id(self._chunks.finish(), self.request_id)
-
-    def _event(self, sse: ServerSentEvent) -> list[StreamEvent]:
-        if self.done:
-            return []
-        data = sse.data
-        if data.startswith("[DONE]"):
-            self.done = True
-            return []
-        if not data:
-            return []
-        chunk = sse.json(backend=self._chunks.backend)
-        if sse.event == "error":
-            raise error_in_payload(
-                chunk if isinstance(chunk, Mapping) and "error" in chunk else {"error": chunk},
-                backend=self._chunks.backend,
-                model=self._chunks.model,
-            ) or ServerError("error event in the stream", backend=self._chunks.backend)
-        return self._chunks.feed(chunk)
+        try:
+            events = self._decoder.finish()
+        except ConnectionError as exc:  # cut off: the reply was not finished
+            exc.request_id = self.request_id
+            raise
+        return with_request_id(events, self.request_id)
 
 
 # ---------------------------------------------------------------------------- the backends
@@ -276,7 +249,14 @@ class _OpenAIBase(BaseBackend):
     """What the OpenAI and Azure backends share: kwargs, shells and the error mapping."""
 
     capabilities = Capabilities(
-        streaming=True, tools=True, structured_output=True, completion=True, vision=True
+        streaming=True,
+        tools=True,
+        structured_output=True,
+        completion=True,
+        vision=True,
+        audio=True,
+        files=True,
+        embeddings=True,
     )
     _settings: _CommonSettings
 
@@ -318,7 +298,9 @@ class _OpenAIBase(BaseBackend):
 
     # -- request building (pure)
 
-    def _per_call_timeout(self, request: ChatRequest | CompletionRequest) -> httpx.Timeout:
+    def _per_call_timeout(
+        self, request: ChatRequest | CompletionRequest | EmbeddingRequest
+    ) -> httpx.Timeout:
         timeout = request.timeout
         remaining = request.remaining()
         if remaining is not None:
@@ -338,6 +320,11 @@ class _OpenAIBase(BaseBackend):
         return _http.httpx_timeout(timeout)
 
     def _chat_kwargs(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        if self._settings.api == "responses":  # OpenAI's floor for max_output_tokens is 16
+            body = responses_body(request, model=request.model or self.model, min_output_tokens=16)
+            kwargs = _split_kwargs(body, _RESPONSES_PARAMS)
+            kwargs["timeout"] = self._per_call_timeout(request)
+            return {**kwargs, "stream": True} if stream else kwargs
         payload = chat_payload(request, stream=False)
         if not payload["model"]:
             payload["model"] = self.model
@@ -370,13 +357,19 @@ class _OpenAIBase(BaseBackend):
             return self._completion_kwargs(request, stream=True)
         return self._chat_kwargs(request, stream=True)
 
-    @staticmethod
-    def _streaming_create(sdk: Any, request: ChatRequest | CompletionRequest) -> Any:
-        """The SDK's streaming ``create()`` for ``request``: ``/chat/completions``, or
-        ``/completions`` for a raw prompt."""
+    def _streaming_create(self, sdk: Any, request: ChatRequest | CompletionRequest) -> Any:
+        """The SDK's streaming ``create()`` for ``request``: ``/chat/completions`` (or
+        ``/responses``), or ``/completions`` for a raw prompt."""
         if isinstance(request, CompletionRequest):
             return sdk.completions.with_streaming_response.create
-        return sdk.chat.completions.with_streaming_response.create
+        return self._chat_api(sdk).with_streaming_response.create
+
+    def _chat_api(self, sdk: Any) -> Any:
+        return sdk.responses if self._settings.api == "responses" else sdk.chat.completions
+
+    def _stream_state(self, model: str, request: ChatRequest | CompletionRequest) -> Any:
+        chat = isinstance(request, ChatRequest) and self._settings.api == "responses"
+        return (ResponsesStreamState if chat else _StreamState)(self.name, model, request.deadline)
 
     # -- response reading (pure)
 
@@ -385,9 +378,16 @@ class _OpenAIBase(BaseBackend):
     ) -> ChatResponse:
         data = _decode_json(content, backend=self.spec)
         error = error_in_payload(data, backend=self.name, model=model)
-        if error is not None:  # some compatible servers answer 200 with an error object
+        if error is not None and self._settings.api == "chat":  # 200 with an error object
             raise self._map_error(error, model)
-        response = parse_chat_completion(data, backend=self.spec)
+        try:
+            if self._settings.api == "responses":
+                response = parse_response(data, backend=self.spec, model=model)
+            else:
+                response = parse_chat_completion(data, backend=self.spec)
+        except ProviderError as exc:  # a failed response, a malformed reply
+            exc.backend = self.name
+            raise self._map_error(exc, model) from None
         response.request_id = headers.get("x-request-id")
         return response
 
@@ -399,6 +399,25 @@ class _OpenAIBase(BaseBackend):
         if error is not None:
             raise self._map_error(error, model)
         response = parse_completion(data, backend=self.spec)
+        response.request_id = headers.get("x-request-id")
+        return response
+
+    def _embedding_kwargs(self, request: EmbeddingRequest) -> dict[str, Any]:
+        # base64, as the SDK itself asks: a quarter of the JSON, decoded without numpy.
+        kwargs = _split_kwargs(
+            openai_embedding_body(request, request.model or self.model), _EMBEDDING_PARAMS
+        )
+        kwargs["timeout"] = self._per_call_timeout(request)
+        return kwargs
+
+    def _embedding_response(
+        self, content: bytes, request: EmbeddingRequest, model: str, headers: Mapping[str, str]
+    ) -> EmbeddingResponse:
+        data = _decode_json(content, backend=self.spec)
+        error = error_in_payload(data, backend=self.name, model=model)
+        if error is not None:
+            raise self._map_error(error, model)
+        response = parse_openai_embeddings(data, request, backend=self.spec, model=model)
         response.request_id = headers.get("x-request-id")
         return response
 
@@ -422,6 +441,9 @@ class _OpenAIBase(BaseBackend):
             )
         if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
             cause = exc.__cause__
+            # openai 2.x wraps whatever the transport raised; a cassette miss stays itself.
+            if isinstance(cause, LLMError):
+                return cause
             if isinstance(cause, httpx.HTTPError):
                 return _http.map_transport_error(
                     cause, backend=self.name, model=model, secrets=secrets
@@ -435,7 +457,7 @@ class _OpenAIBase(BaseBackend):
         # openai.OpenAIError outside HTTP: missing credentials, a token provider that failed.
         return ConfigError(f"{self.name}: {redact(str(exc), secrets)}")
 
-    def _stream_error(self, exc: BaseException, model: str, state: _StreamState) -> LLMError:
+    def _stream_error(self, exc: BaseException, model: str, state: Any) -> LLMError:
         error = self._map_error(exc, model)
         if isinstance(error, ProviderError) and error.request_id is None:
             error.request_id = state.request_id  # from the response headers
@@ -462,7 +484,7 @@ class _OpenAIBase(BaseBackend):
         kwargs = self._chat_kwargs(request, stream=False)
         try:
             with _http.CallBudget(request.timeout, request.deadline):
-                raw = self.sdk.chat.completions.with_raw_response.create(**kwargs)
+                raw = self._chat_api(self.sdk).with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
         return self._chat_response(raw.content, kwargs["model"], raw.headers)
@@ -479,7 +501,7 @@ class _OpenAIBase(BaseBackend):
     def _stream(self, request: ChatRequest | CompletionRequest) -> Iterator[StreamEvent]:
         kwargs = self._stream_kwargs(request)
         model = kwargs["model"]
-        state = _StreamState(self.name, model, request.deadline)
+        state = self._stream_state(model, request)
         budget = _http.CallBudget(request.timeout, request.deadline, stream=True)
         try:
             with contextlib.ExitStack() as stack:
@@ -516,13 +538,32 @@ class _OpenAIBase(BaseBackend):
             raise self._map_error(exc, kwargs["model"]) from exc
         return self._completion_response(raw.content, kwargs["model"], raw.headers)
 
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """One batch of texts to vectors (``POST /embeddings``), one HTTP attempt."""
+        kwargs = self._embedding_kwargs(request)
+        try:
+            with _http.CallBudget(request.timeout, request.deadline):
+                raw = self.sdk.embeddings.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._embedding_response(raw.content, request, kwargs["model"], raw.headers)
+
     # -- async shells (mirrors of the above; all logic lives in the pure helpers)
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Async :meth:`embed`."""
+        kwargs = self._embedding_kwargs(request)
+        try:
+            raw = await self.async_sdk.embeddings.with_raw_response.create(**kwargs)
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._map_error(exc, kwargs["model"]) from exc
+        return self._embedding_response(raw.content, request, kwargs["model"], raw.headers)
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """Async :meth:`chat`."""
         kwargs = self._chat_kwargs(request, stream=False)
         try:
-            raw = await self.async_sdk.chat.completions.with_raw_response.create(**kwargs)
+            raw = await self._chat_api(self.async_sdk).with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self._map_error(exc, kwargs["model"]) from exc
         return self._chat_response(raw.content, kwargs["model"], raw.headers)
@@ -540,7 +581,7 @@ class _OpenAIBase(BaseBackend):
     ) -> AsyncIterator[StreamEvent]:
         kwargs = self._stream_kwargs(request)
         model = kwargs["model"]
-        state = _StreamState(self.name, model, request.deadline)
+        state = self._stream_state(model, request)
         sdk = self.async_sdk
         try:
             async with self._streaming_create(sdk, request)(**kwargs) as response:

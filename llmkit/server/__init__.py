@@ -6,6 +6,7 @@
 >>> with run_in_thread(app) as base_url:                            # doctest: +SKIP
 ...     ...  # POST f"{base_url}/v1/chat/completions"
 
+The app also serves a chat page at ``/`` (``create_app(..., ui=False)`` turns it off).
 Needs the ``server`` extra (Starlette and uvicorn): ``pip install "llmkit[server]"``.
 ``import llmkit`` never imports this package.
 """
@@ -30,6 +31,7 @@ from .app import (
     DEFAULT_QUEUE_TIMEOUT,
     create_app,
 )
+from .responses import ResponseStore
 from .runner import DEFAULT_GRACEFUL_TIMEOUT, is_loopback, run_in_thread, serve_app
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_TOKENS_CAP",
     "DEFAULT_QUEUE_TIMEOUT",
+    "ResponseStore",
     "create_app",
     "is_loopback",
     "run_in_thread",

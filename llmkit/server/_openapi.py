@@ -1,8 +1,9 @@
 """The OpenAPI document served at ``/openapi.json``.
 
-Request schemas come from the pydantic models that validate the bodies, so the document
-cannot drift from what the server accepts; response schemas are written out by hand after
-the OpenAI shapes the server produces.
+Every schema in it is generated from the pydantic models of :mod:`._schemas`: the request
+models are the ones that validate the bodies, so the document cannot drift from what the
+server accepts; the response models are the ones the tests validate real replies against.
+Only the paths (which endpoint takes and returns which model) are written here.
 """
 
 from __future__ import annotations
@@ -12,102 +13,11 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
-from ._schemas import ChatCompletionRequest, CompletionRequestBody
+from ._schemas import RESPONSE_MODELS, ChatCompletionRequest, CompletionRequestBody
 
 __all__ = ["openapi_document"]
 
 _REF = "#/components/schemas/{model}"
-
-_USAGE = {
-    "type": "object",
-    "properties": {
-        "prompt_tokens": {"type": "integer"},
-        "completion_tokens": {"type": "integer"},
-        "total_tokens": {"type": "integer"},
-    },
-    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
-}
-
-_RESPONSES: dict[str, Any] = {
-    "Usage": _USAGE,
-    "ChatCompletion": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "chat.completion"},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "choices": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "message": {"type": "object"},
-                        "finish_reason": {"type": "string"},
-                        "logprobs": {"type": "null"},
-                    },
-                },
-            },
-            "usage": {"$ref": "#/components/schemas/Usage"},
-        },
-        "required": ["id", "object", "created", "model", "choices"],
-    },
-    "TextCompletion": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "text_completion"},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "choices": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "text": {"type": "string"},
-                        "finish_reason": {"type": ["string", "null"]},
-                        "logprobs": {"type": "null"},
-                    },
-                },
-            },
-            "usage": {"$ref": "#/components/schemas/Usage"},
-        },
-        "required": ["id", "object", "created", "model", "choices"],
-    },
-    "ModelList": {
-        "type": "object",
-        "properties": {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
-        },
-    },
-    "Model": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "model"},
-            "created": {"type": "integer"},
-            "owned_by": {"type": "string"},
-        },
-    },
-    "Error": {
-        "type": "object",
-        "properties": {
-            "error": {
-                "type": "object",
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]},
-                    "code": {"type": ["string", "null"]},
-                },
-                "required": ["message", "type", "param", "code"],
-            }
-        },
-    },
-}
 
 
 def _json(ref: str) -> dict[str, Any]:
@@ -116,11 +26,14 @@ def _json(ref: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {
-        str(s): {"description": "OpenAI-shaped error", "content": _json("Error")} for s in statuses
+        str(s): {"description": "OpenAI-shaped error", "content": _json("ErrorBody")}
+        for s in statuses
     }
 
 
-def _generation(summary: str, request: str, response: str, chunks: str) -> dict[str, Any]:
+def _generation(
+    summary: str, request: str, response: str, event: str, chunks: str
+) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
@@ -134,7 +47,10 @@ def _generation(summary: str, request: str, response: str, chunks: str) -> dict[
                     "the first chunk arrives as an `error` object in the stream.",
                     "content": {
                         **_json(response),
-                        "text/event-stream": {"schema": {"type": "string"}},
+                        "text/event-stream": {
+                            "schema": {"type": "string"},
+                            "x-llmkit-event": {"$ref": f"#/components/schemas/{event}"},
+                        },
                     },
                 },
                 **_errors(400, 401, 404, 413, 429, 502, 503, 504),
@@ -146,10 +62,14 @@ def _generation(summary: str, request: str, response: str, chunks: str) -> dict[
 def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a server serving ``served_model``."""
     _, defs = models_json_schema(
-        [(ChatCompletionRequest, "validation"), (CompletionRequestBody, "validation")],
+        [
+            (ChatCompletionRequest, "validation"),
+            (CompletionRequestBody, "validation"),
+            *((model, "serialization") for model in RESPONSE_MODELS),
+        ],
         ref_template=_REF,
     )
-    schemas = {**defs.get("$defs", {}), **_RESPONSES}
+    schemas = defs.get("$defs", {})
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -162,11 +82,13 @@ def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
                 "Create a chat completion",
                 "ChatCompletionRequest",
                 "ChatCompletion",
+                "ChatCompletionChunk",
                 "`chat.completion.chunk` objects (`choices[0].delta`)",
             ),
             "/v1/completions": _generation(
                 "Create a text completion",
                 "CompletionRequestBody",
+                "TextCompletion",
                 "TextCompletion",
                 "`text_completion` objects (`choices[0].text`, the `TextCompletion` shape)",
             ),
@@ -188,7 +110,7 @@ def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
                         }
                     ],
                     "responses": {
-                        "200": {"description": "The model", "content": _json("Model")},
+                        "200": {"description": "The model", "content": _json("ModelCard")},
                         **_errors(404),
                     },
                 }
@@ -197,7 +119,9 @@ def openapi_document(served_model: str, *, secured: bool) -> dict[str, Any]:
                 "get": {
                     "summary": "Liveness probe (never requires a key)",
                     "security": [],
-                    "responses": {"200": {"description": "The server is up"}},
+                    "responses": {
+                        "200": {"description": "The server is up", "content": _json("Health")}
+                    },
                 }
             },
         },

@@ -1,6 +1,7 @@
-"""The request bodies the server accepts, validated, and turned into client arguments.
+"""The OpenAI shapes as pydantic models: the request bodies the server accepts (validated,
+and turned into client arguments), and the replies it sends (which write ``/openapi.json``).
 
-The models follow the OpenAI request shapes. Fields llmkit cannot honour with a
+The request models follow the OpenAI request shapes. Fields llmkit cannot honour with a
 non-default value (``n > 1``, ``logprobs``) are rejected with a 400; OpenAI fields that do
 not change what llmkit generates (``user``, ``metadata``, ...) and unknown fields are
 ignored, as OpenAI-compatible servers usually do.
@@ -9,24 +10,41 @@ ignored, as OpenAI-compatible servers usually do.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidInputError
-from ..types import Message
+from ..types import Message, ReasoningEffort
 
 __all__ = [
+    "RESPONSE_MODELS",
+    "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatCompletionRequest",
     "CompletionRequestBody",
+    "ErrorBody",
+    "Health",
+    "ModelCard",
+    "ModelList",
     "RequestError",
     "StreamOptions",
+    "TextCompletion",
     "parse_body",
 ]
 
 # Keys of an OpenAI message that llmkit models; others (refusal, audio, annotations,
 # function_call: what the SDK echoes back when a reply is re-sent as history) are dropped.
-_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+# reasoning_content / reasoning: an assistant message passed back with its reasoning.
+_MESSAGE_KEYS = (
+    "role",
+    "content",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "reasoning_content",
+    "reasoning",
+)
 
 
 class RequestError(Exception):
@@ -59,6 +77,7 @@ class _Common(BaseModel):
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
     user: str | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
     def generation_kwargs(self, max_tokens_cap: int | None) -> dict[str, Any]:
         """Keyword arguments for ``AsyncClient.complete``/``stream_complete`` (and the chat
@@ -66,7 +85,7 @@ class _Common(BaseModel):
         if self.n not in (None, 1):
             raise RequestError("n > 1 is not supported by this server", param="n")
         kwargs: dict[str, Any] = {}
-        for name in ("temperature", "top_p", "stop", "seed"):
+        for name in ("temperature", "top_p", "stop", "seed", "reasoning_effort"):
             value = getattr(self, name)
             if value is not None:
                 kwargs[name] = value
@@ -168,3 +187,171 @@ def parse_body(cls: type[_Common], data: Any) -> Any:
         raise RequestError(message, param=param) from None
     except InvalidInputError as exc:  # pragma: no cover - raised by nested llmkit validators
         raise RequestError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------- responses
+# What the server sends (built as plain dicts in ``_wire``); these models write the response
+# schemas of /openapi.json, and the tests validate real replies against them.
+
+
+class _Reply(BaseModel):
+    # Closed shapes: a field the server starts sending must be described here first.
+    model_config = ConfigDict(extra="forbid")
+
+
+class CompletionTokensDetails(_Reply):
+    reasoning_tokens: int | None = Field(
+        default=None, description="How many of the completion tokens were reasoning."
+    )
+
+
+class Usage(_Reply):
+    """Token counts (estimated when the backend reports none)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+
+class FunctionCall(_Reply):
+    name: str
+    arguments: str = Field(description="The arguments as a JSON text.")
+
+
+class ToolCall(_Reply):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class AssistantMessage(_Reply):
+    role: Literal["assistant"]
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    reasoning_content: str | None = Field(
+        default=None, description="The model's reasoning, when the backend exposes it."
+    )
+
+
+class ChatChoice(_Reply):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(_Reply):
+    """The reply of ``POST /v1/chat/completions``."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class FunctionCallDelta(_Reply):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(_Reply):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+
+class ChunkDelta(_Reply):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    reasoning_content: str | None = Field(
+        default=None, description="A piece of the reasoning, when the backend exposes it."
+    )
+
+
+class ChunkChoice(_Reply):
+    index: int
+    delta: ChunkDelta
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(_Reply):
+    """One event of a streamed chat completion (``data: {...}``); the usage chunk has empty
+    ``choices``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class TextChoice(_Reply):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class TextCompletion(_Reply):
+    """The reply of ``POST /v1/completions``, and each of its stream events."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(_Reply):
+    """A served model."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(_Reply):
+    """The reply of ``GET /v1/models``."""
+
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class ErrorDetail(_Reply):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(_Reply):
+    """Every error the server sends, in OpenAI's shape (also as a stream event after a late
+    failure)."""
+
+    error: ErrorDetail
+
+
+class Health(_Reply):
+    """The reply of ``GET /health``."""
+
+    status: Literal["ok"]
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    ChatCompletion,
+    ChatCompletionChunk,
+    TextCompletion,
+    ModelList,
+    ModelCard,
+    ErrorBody,
+    Health,
+)

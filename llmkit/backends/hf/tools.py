@@ -29,6 +29,7 @@ from typing import Any
 from ...types import (
     FinishEvent,
     Message,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     Tool,
@@ -93,11 +94,16 @@ def _hermes_call(call: ToolCall) -> str:
 
 
 def render_messages(
-    messages: Sequence[Message], tools: Sequence[Tool], *, native: bool
+    messages: Sequence[Message],
+    tools: Sequence[Tool],
+    *,
+    native: bool,
+    reasoning_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """Messages as chat-template dicts, with tool calls and results in the template's shape
     (``native``) or in the Hermes text convention (with the tools added to the system
-    prompt when ``tools`` is not empty)."""
+    prompt when ``tools`` is not empty). With ``reasoning_key``, an assistant message's
+    reasoning goes into that field (the template decides which turns keep it)."""
     names = {c.id: c.name for m in messages for c in (m.tool_calls or [])}
     rendered: list[dict[str, Any]] = []
     for message in messages:
@@ -128,6 +134,8 @@ def render_messages(
             rendered.append({"role": role, "content": f"{text}\n{calls}" if text else calls})
         else:
             rendered.append({"role": role, "content": text})
+        if reasoning_key and message.reasoning and message.role == "assistant":
+            rendered[-1][reasoning_key] = message.reasoning
     if tools and not native:
         instruction = _instruction(tools)
         if rendered and rendered[0]["role"] == "system":
@@ -299,6 +307,8 @@ class ToolEventFilter:
         if isinstance(event, TextDelta):
             text = self._parser.feed(event.delta)
             return [TextDelta(delta=text)] if text else []
+        if isinstance(event, ReasoningDelta):
+            return [event]  # reasoning comes before the reply: nothing to flush yet
         out: list[StreamEvent] = []
         if not self._flushed:
             self._flushed = True

@@ -52,10 +52,19 @@ from ...errors import (
 )
 from ...streaming import with_request_id
 from ...timeouts import Timeout
-from ...types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ...types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+)
+from .._openai_wire import ThinkTags
 from ..base import BaseBackend, validate_options
 from .dialect_ollama import OllamaDialect
 from .dialect_openai import OpenAIDialect
+from .dialect_responses import ResponsesDialect
 from .dialect_tgi import TEMPLATES, TGIDialect
 from .replicas import Balance, Replica, ReplicaHealth, ReplicaSet
 from .wire import BACKEND, Dialect, WireCall, WireOptions, trim
@@ -65,6 +74,7 @@ __all__ = ["ReplicaHealth", "RestBackend", "RestSettings"]
 logger = logging.getLogger("llmkit.rest")
 
 DialectName = Literal["openai", "tgi", "ollama"]
+AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
 
 _DIALECTS: dict[str, type[Dialect]] = {
     "openai": OpenAIDialect,
@@ -98,6 +108,9 @@ class RestSettings(BaseModel):
 
     base_url: list[str] | None = None
     dialect: DialectName = "openai"
+    api: Literal["chat", "responses"] = Field(
+        default="chat", description="openai dialect: chat via /v1/chat/completions or /v1/responses"
+    )
     api_key: SecretStr | None = None
     auth_header: str = Field(
         default="authorization",
@@ -128,8 +141,26 @@ class RestSettings(BaseModel):
         description="tgi only: render chat to a prompt for /generate -- a preset "
         f"({', '.join(TEMPLATES)}), a format string with {{role}} and {{content}}, or a callable",
     )
+    schema_format: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="openai dialect: how a JSON schema is asked for -- OpenAI's "
+        "{'type': 'json_schema', 'json_schema': {...}}, or {'type': 'json_object', 'schema': "
+        "{...}} for servers that only take that form (llama-cpp-python answers the first with "
+        "a 500)",
+    )
     keep_alive: str | float | None = Field(
         default=None, description="ollama only: how long the server keeps the model loaded"
+    )
+    think_tags: ThinkTags = Field(
+        default="auto",
+        description="openai and tgi: how <think> tags in the reply text are read -- 'auto' "
+        "(a reply starting with <think> holds reasoning up to </think>), 'open' (the server's "
+        "chat template opened the tag: the reply starts inside the reasoning), 'off'",
+    )
+    think_levels: bool = Field(
+        default=False,
+        description="ollama only: the model takes named thinking levels (gpt-oss): "
+        "reasoning_effort low/medium/high is sent as think='low'/... instead of think=true",
     )
 
     @field_validator("base_url", mode="before")
@@ -177,6 +208,10 @@ class RestSettings(BaseModel):
                 )
         if self.keep_alive is not None and self.dialect != "ollama":
             raise ValueError("'keep_alive' applies to the ollama dialect only")
+        if self.api != "chat" and self.dialect != "openai":
+            raise ValueError("api='responses' applies to the openai dialect only")
+        if self.think_levels and self.dialect != "ollama":
+            raise ValueError("'think_levels' applies to the ollama dialect only")
         if self.base_url is None and self.dialect not in _DEFAULT_URLS:
             raise ValueError(
                 f"the {self.dialect} dialect needs base_url, e.g. base_url='http://127.0.0.1:8000/v1'"
@@ -205,12 +240,16 @@ class RestBackend(BaseBackend):
         self._replicas = ReplicaSet(
             s.base_url or [_DEFAULT_URLS[s.dialect]], balance=s.balance, cooldown=s.cooldown
         )
-        self._dialect = _DIALECTS[s.dialect](
+        dialect = ResponsesDialect if s.api == "responses" else _DIALECTS[s.dialect]
+        self._dialect = dialect(
             WireOptions(
                 spec=self.spec,
                 stream_usage=s.stream_usage,
                 template=s.template,
                 keep_alive=s.keep_alive,
+                think_tags=s.think_tags,
+                think_levels=s.think_levels,
+                schema_format=s.schema_format,
             )
         )
         self.capabilities = self._dialect.capabilities
@@ -299,7 +338,7 @@ class RestBackend(BaseBackend):
 
     # ------------------------------------------------------------------ shared, I/O-free
 
-    def _timeout(self, request: ChatRequest | CompletionRequest) -> httpx.Timeout:
+    def _timeout(self, request: AnyRequest) -> httpx.Timeout:
         """This attempt's httpx budgets: the request's phases, capped by its deadline."""
         t = request.timeout
         remaining = request.remaining()
@@ -350,6 +389,11 @@ class RestBackend(BaseBackend):
             err.backend = BACKEND
         if err.model is None:
             err.model = self.model
+        if self._secrets:  # error text parsed from a reply may echo the key back
+            err.message = redact(err.message, self._secrets)
+            err.args = (err.message,)
+            if err.body is not None:
+                err.body = json.loads(redact(json.dumps(err.body, default=str), self._secrets))
         return err
 
     def _failure(self, exc: Exception, replica: Replica) -> tuple[ProviderError, bool]:
@@ -386,7 +430,7 @@ class RestBackend(BaseBackend):
             err.message = f"{err.message} (replica {replica.display})"
         return err
 
-    def _parse(self, call: WireCall, response: httpx.Response) -> ChatResponse:
+    def _parse(self, call: WireCall, response: httpx.Response) -> Any:
         try:
             data = json.loads(response.content)
         except ValueError:
@@ -428,12 +472,25 @@ class RestBackend(BaseBackend):
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat call (with failover across replicas)."""
-        return self._send(self._dialect.chat(request, stream=False), request)
+        response: ChatResponse = self._send(self._dialect.chat(request, stream=False), request)
+        return response
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         """One raw completion call (``/v1/completions``, TGI ``/generate``, Ollama
         ``/api/generate``)."""
-        return self._send(self._dialect.complete(request, stream=False), request)
+        response: ChatResponse = self._send(self._dialect.complete(request, stream=False), request)
+        return response
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """One batch of texts to vectors: ``/v1/embeddings``, TEI ``/embed`` or Ollama
+        ``/api/embed``, by dialect (with failover across replicas)."""
+        response: EmbeddingResponse = self._send(self._dialect.embed(request), request)
+        return response
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Async :meth:`embed`."""
+        response: EmbeddingResponse = await self._asend(self._dialect.embed(request), request)
+        return response
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """Stream a chat reply; ends with a :class:`~llmkit.types.FinishEvent`."""
@@ -444,7 +501,7 @@ class RestBackend(BaseBackend):
         TGI ``/generate_stream`` or Ollama ``/api/generate`` (NDJSON), by dialect."""
         return self._stream(self._dialect.complete(request, stream=True), request)
 
-    def _send(self, call: WireCall, request: ChatRequest | CompletionRequest) -> ChatResponse:
+    def _send(self, call: WireCall, request: AnyRequest) -> Any:
         client = self._sync_client()
         tried: list[Replica] = []
         while True:
@@ -542,11 +599,17 @@ class RestBackend(BaseBackend):
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """Async :meth:`chat` on an :class:`httpx.AsyncClient` (no thread, no extra loop)."""
-        return await self._asend(self._dialect.chat(request, stream=False), request)
+        response: ChatResponse = await self._asend(
+            self._dialect.chat(request, stream=False), request
+        )
+        return response
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
         """Async :meth:`complete`."""
-        return await self._asend(self._dialect.complete(request, stream=False), request)
+        response: ChatResponse = await self._asend(
+            self._dialect.complete(request, stream=False), request
+        )
+        return response
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Async :meth:`stream`."""
@@ -556,9 +619,7 @@ class RestBackend(BaseBackend):
         """Async :meth:`stream_complete`."""
         return self._astream(self._dialect.complete(request, stream=True), request)
 
-    async def _asend(
-        self, call: WireCall, request: ChatRequest | CompletionRequest
-    ) -> ChatResponse:
+    async def _asend(self, call: WireCall, request: AnyRequest) -> Any:
         client = self._async_client()
         tried: list[Replica] = []
         while True:

@@ -5,6 +5,14 @@
 one has ``"done": true``, ``done_reason`` and the token counts ``prompt_eval_count`` /
 ``eval_count``. llmkit's options map to Ollama ``options`` (``max_tokens`` → ``num_predict``,
 ``temperature``, ``top_p``, ``stop``, ``seed``); ``keep_alive`` and ``format`` are top-level.
+
+Reasoning: ``reasoning_effort`` becomes Ollama's ``think`` -- ``"none"`` is ``false``, other
+levels ``true``, or the level itself for models that take named levels (``think_levels=True``,
+gpt-oss: ``"low"``/``"medium"``/``"high"``; they cannot think ``"none"`` or ``"minimal"``).
+The reasoning comes back in ``message.thinking`` (``thinking`` for generate), or as
+``<think>`` tags in the content from servers that do not separate it. An assistant message's
+reasoning is sent back as its ``thinking``: Ollama accepts it on every turn and the model's
+template decides what to render.
 """
 
 from __future__ import annotations
@@ -14,23 +22,28 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from ..._thinking import ThinkTagDecoder, split_think
 from ...errors import UnsupportedFeatureError, error_from_status
 from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
     FinishEvent,
     GenerationParams,
     ImagePart,
     Message,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
+    TextPart,
     Usage,
     UsageEvent,
     new_response_id,
 )
+from .._embeddings_wire import ollama_embed_body, parse_ollama_embed
 from ..base import Capabilities
-from .wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard
+from .wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard, not_streamed
 
 __all__ = ["OllamaDialect", "ollama_payload"]
 
@@ -46,6 +59,8 @@ def _message(message: Message) -> dict[str, Any]:
     if message.tool_calls:
         raise UnsupportedFeatureError("rest (ollama dialect): tool calls need the openai dialect")
     out: dict[str, Any] = {"role": message.role, "content": message.text}
+    if message.reasoning:
+        out["thinking"] = message.reasoning
     images = []
     if isinstance(message.content, list):
         for part in message.content:
@@ -57,6 +72,11 @@ def _message(message: Message) -> dict[str, Any]:
                         "Ollama does not fetch URLs"
                     )
                 images.append(url.split(",", 1)[1])
+            elif not isinstance(part, TextPart):
+                raise UnsupportedFeatureError(
+                    f"rest (ollama dialect): {part.type} parts are not supported; Ollama's "
+                    "native API takes text and images"
+                )
     if images:
         out["images"] = images
     return out
@@ -68,12 +88,15 @@ def ollama_payload(
     *,
     stream: bool,
     keep_alive: str | float | None,
+    think_levels: bool = False,
 ) -> dict[str, Any]:
     """The option and top-level fields of an Ollama request (without model and input)."""
     given = {k: v for k, v in params.given().items() if v is not None}
     if "tools" in given or "tool_choice" in given:
         raise UnsupportedFeatureError("rest (ollama dialect): tools need the openai dialect")
     payload: dict[str, Any] = {"stream": stream}
+    if "reasoning_effort" in given:
+        payload["think"] = think_value(given.pop("reasoning_effort"), levels=think_levels)
     options: dict[str, Any] = {}
     if "max_tokens" in given:
         options["num_predict"] = given["max_tokens"]
@@ -97,6 +120,19 @@ def ollama_payload(
     if options:
         payload["options"] = options
     return payload
+
+
+def think_value(effort: str, *, levels: bool) -> bool | str:
+    """Ollama's ``think`` for a ``reasoning_effort``; raises for a level the model's kind of
+    switch cannot express."""
+    if not levels:
+        return effort != "none"
+    if effort in ("low", "medium", "high"):
+        return effort
+    raise UnsupportedFeatureError(
+        f"rest (ollama dialect): reasoning_effort={effort!r} cannot be honoured by a model "
+        "with named thinking levels (think_levels=True takes 'low', 'medium' or 'high')"
+    )
 
 
 def _created(data: Mapping[str, Any]) -> int:
@@ -131,14 +167,32 @@ class OllamaStreamParser(NDJSONParser):
         self._chat = chat
         self._finish: str | None = None
         self._usage: Usage | None = None
+        self._tags: ThinkTagDecoder | None = ThinkTagDecoder() if chat else None
 
     def on_object(self, obj: Any) -> list[StreamEvent]:
         _check(obj)
-        text = (obj.get("message") or {}).get("content") if self._chat else obj.get("response")
-        events: list[StreamEvent] = [TextDelta(delta=text)] if text else []
+        source = (obj.get("message") or {}) if self._chat else obj
+        text = source.get("content") if self._chat else obj.get("response")
+        events: list[StreamEvent] = []
+        thinking = source.get("thinking")
+        if thinking:
+            if self._tags is not None:  # the server separates reasoning itself
+                events.extend(self._tags.flush())
+                self._tags = None
+            events.append(ReasoningDelta(reasoning=thinking))
+        if text:
+            if self._tags is None:
+                events.append(TextDelta(delta=text))
+            else:
+                events.extend(self._tags.feed(text))
+                if self._tags.passthrough:
+                    self._tags = None
         if obj.get("model"):
             self._model = str(obj["model"])
         if obj.get("done"):
+            if self._tags is not None:
+                events.extend(self._tags.flush())
+                self._tags = None
             self.done = True
             self._finish = _FINISH.get(obj.get("done_reason") or "stop", "stop")
             usage = _usage(obj, self._prompt_text)
@@ -159,15 +213,38 @@ class OllamaDialect(Dialect):
 
     name = "ollama"
     capabilities = Capabilities(
-        streaming=True, tools=False, structured_output=True, completion=True
+        streaming=True,
+        tools=False,
+        structured_output=True,
+        completion=True,
+        vision=True,
+        embeddings=True,
     )
+
+    def embed(self, request: EmbeddingRequest) -> WireCall:
+        """``/api/embed``: ``{"model", "input": [...]}`` in, ``{"embeddings": [...]}`` out."""
+        model, spec = request.model, self.options.spec
+        return WireCall(
+            on="root",
+            path="/api/embed",
+            payload=ollama_embed_body(request, model),
+            stream=False,
+            parse=lambda data, headers: parse_ollama_embed(
+                data, request, backend=spec, model=model
+            ),
+            new_parser=not_streamed,
+        )
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = {
             "model": request.model,
             "messages": [_message(m) for m in request.messages],
             **ollama_payload(
-                request.params, request.extra, stream=stream, keep_alive=self.options.keep_alive
+                request.params,
+                request.extra,
+                stream=stream,
+                keep_alive=self.options.keep_alive,
+                think_levels=self.options.think_levels,
             ),
         }
         return self._call("/api/chat", payload, request.model, request.prompt_text(), stream)
@@ -177,7 +254,11 @@ class OllamaDialect(Dialect):
             "model": request.model,
             "prompt": request.prompt,
             **ollama_payload(
-                request.params, request.extra, stream=stream, keep_alive=self.options.keep_alive
+                request.params,
+                request.extra,
+                stream=stream,
+                keep_alive=self.options.keep_alive,
+                think_levels=self.options.think_levels,
             ),
         }
         return self._call("/api/generate", payload, request.model, request.prompt, stream)
@@ -206,11 +287,15 @@ class OllamaDialect(Dialect):
 
 def _parse(data: Any, model: str, prompt_text: str, spec: str, chat: bool) -> ChatResponse:
     _check(data)
-    text = data["message"].get("content") if chat else data["response"]
+    source = data["message"] if chat else data
+    text = source.get("content") if chat else data["response"]
     if not isinstance(text, str):
         raise TypeError("the reply has no text")
+    reasoning = source.get("thinking") or None
+    if reasoning is None and chat:
+        reasoning, text = split_think(text)
     return ChatResponse(
-        message=Message(role="assistant", content=text),
+        message=Message(role="assistant", content=text, reasoning=reasoning),
         finish_reason=_FINISH.get(data.get("done_reason") or "stop", "stop"),
         usage=_usage(data, prompt_text),
         model=str(data.get("model") or model),

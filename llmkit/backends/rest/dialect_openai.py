@@ -2,8 +2,7 @@
 
 vLLM, llama.cpp server, Ollama's ``/v1``, ``transformers serve`` and ``llmkit serve`` all
 speak this wire format; they differ only in where they live. Payload building and parsing
-are the shared :mod:`llmkit.backends._openai_wire` code; this module adds the endpoints and
-the SSE framing (``data: [DONE]``, or none at all: a stream may simply end at EOF).
+are the shared :mod:`llmkit.backends._openai_wire` code; this module adds the endpoints.
 """
 
 from __future__ import annotations
@@ -11,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import ServerError
-from ...types import ChatRequest, ChatResponse, CompletionRequest, StreamEvent
+from ...types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest
+from .._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from .._openai_wire import (
-    ChunkDecoder,
+    StreamDecoder,
+    ThinkTags,
     chat_payload,
     completion_payload,
     error_in_payload,
@@ -22,51 +22,73 @@ from .._openai_wire import (
     parse_completion,
 )
 from ..base import Capabilities
-from .wire import BACKEND, Dialect, SSEParser, WireCall, guard
+from .wire import BACKEND, Dialect, WireCall, guard, not_streamed
 
 __all__ = ["OpenAIDialect", "OpenAIStreamParser"]
 
 
-class OpenAIStreamParser(SSEParser):
-    """``chat.completion.chunk`` (or streamed ``text_completion``) events → llmkit events."""
+class OpenAIStreamParser(StreamDecoder):
+    """``chat.completion.chunk`` (or streamed ``text_completion``) events → llmkit events:
+    the shared :class:`~llmkit.backends._openai_wire.StreamDecoder`, labelled ``rest``."""
 
-    def __init__(self, model: str) -> None:
-        super().__init__()
-        self._chunks = ChunkDecoder(backend=BACKEND, model=model)
+    __slots__ = ()
 
-    def on_object(self, obj: Any, event: str) -> list[StreamEvent]:
-        if event == "error":
-            # llama.cpp and others send "event: error" with a payload of their own shape.
-            error = error_in_payload(obj, backend=BACKEND, model=self._chunks.model)
-            raise error or ServerError(
-                f"error event inside the stream: {obj!r}"[:300], backend=BACKEND, body=obj
-            )
-        return self._chunks.feed(obj)
+    def __init__(self, model: str, think_tags: ThinkTags = "auto") -> None:
+        super().__init__(backend=BACKEND, model=model, think_tags=think_tags)
 
-    def closing(self) -> list[StreamEvent]:
-        return self._chunks.finish()
 
-    def complete(self) -> bool:
-        # Servers that skip [DONE] still end with a finish_reason; that is enough.
-        return self.done or self._chunks.finish_reason is not None
+def _schema_as_json_object(payload: dict[str, Any]) -> None:
+    """``json_schema`` response formats in the ``{"type": "json_object", "schema": ...}``
+    form that llama-cpp-python's server takes."""
+    fmt = payload.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        payload["response_format"] = {"type": "json_object", "schema": schema}
 
 
 class OpenAIDialect(Dialect):
     """``/v1/chat/completions``, ``/v1/completions`` on the replica's API base."""
 
     name = "openai"
-    capabilities = Capabilities(streaming=True, tools=True, structured_output=True, completion=True)
+    # Content parts travel as OpenAI parts; whether the served model reads them is the
+    # server's to say (a 400 comes back as BadRequestError).
+    capabilities = Capabilities(
+        streaming=True,
+        tools=True,
+        structured_output=True,
+        completion=True,
+        vision=True,
+        audio=True,
+        files=True,
+        embeddings=True,
+    )
+
+    def embed(self, request: EmbeddingRequest) -> WireCall:
+        """``/v1/embeddings`` (vLLM, llama.cpp, Ollama's /v1, TEI's OpenAI route, llmkit serve)."""
+        model, spec = request.model, self.options.spec
+        return WireCall(
+            on="api",
+            path="/embeddings",
+            payload=openai_embedding_body(request, model),
+            stream=False,
+            parse=lambda data, headers: parse_openai_embeddings(
+                data, request, backend=spec, model=model
+            ),
+            new_parser=not_streamed,
+        )
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = chat_payload(request, stream=stream, include_usage=self.options.stream_usage)
-        model = request.model
+        if self.options.schema_format == "json_object":
+            _schema_as_json_object(payload)
+        model, tags = request.model, self.options.think_tags
         return WireCall(
             on="api",
             path="/chat/completions",
             payload=payload,
             stream=stream,
             parse=self._parse_chat,
-            new_parser=lambda: OpenAIStreamParser(model),
+            new_parser=lambda: OpenAIStreamParser(model, tags),
         )
 
     def complete(self, request: CompletionRequest, *, stream: bool) -> WireCall:
@@ -80,7 +102,7 @@ class OpenAIDialect(Dialect):
             payload=payload,
             stream=stream,
             parse=self._parse_completion,
-            new_parser=lambda: OpenAIStreamParser(model),
+            new_parser=lambda: OpenAIStreamParser(model, "off"),
         )
 
     def _parse_chat(self, data: Any, headers: Mapping[str, str]) -> ChatResponse:
@@ -88,7 +110,12 @@ class OpenAIDialect(Dialect):
         # backend= is the spec recorded on the response; errors raised with it are relabelled
         # "rest" by the backend shell.
         response: ChatResponse = guard(
-            "reply", data, parse_chat_completion, data, backend=self.options.spec
+            "reply",
+            data,
+            parse_chat_completion,
+            data,
+            backend=self.options.spec,
+            think_tags=self.options.think_tags,
         )
         return response
 

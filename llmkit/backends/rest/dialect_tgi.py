@@ -9,6 +9,10 @@ Native replies: ``{"generated_text", "details": {"finish_reason", "generated_tok
 token counts also come as ``x-prompt-tokens`` / ``x-generated-tokens`` headers. Streams are
 SSE events ``{"token": {"text", "special"}, "generated_text", "details"}`` without ``[DONE]``;
 errors are ``{"error", "error_type"}``.
+
+TGI has no reasoning switch and no reasoning parser: ``reasoning_effort`` raises
+:class:`~llmkit.errors.UnsupportedFeatureError`, and reasoning is read from ``<think>`` tags
+in the generated text (a prompt that ends inside an open ``<think>`` starts the reply there).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..._thinking import ThinkTagDecoder, opens_thinking, split_think
 from ...errors import UnsupportedFeatureError, error_from_status
 from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
     FinishEvent,
     GenerationParams,
     Message,
@@ -31,6 +37,7 @@ from ...types import (
     UsageEvent,
     new_response_id,
 )
+from .._embeddings_wire import parse_tei_embed, tei_embed_body
 from ..base import Capabilities
 from .dialect_openai import OpenAIDialect
 from .wire import (
@@ -41,6 +48,7 @@ from .wire import (
     WireCall,
     counted_usage,
     guard,
+    not_streamed,
 )
 
 __all__ = ["TEMPLATES", "TGIDialect", "render_template"]
@@ -63,6 +71,12 @@ def render_template(template: str | TemplateFn, messages: list[Message]) -> str:
     ``{role}`` and ``{content}``, or a callable taking OpenAI-shaped message dicts."""
     if callable(template):
         return template([m.to_openai() for m in messages])
+    for m in messages:
+        if isinstance(m.content, list) and any(p.type != "text" for p in m.content):
+            raise UnsupportedFeatureError(
+                "rest (tgi dialect): a text template cannot carry images, audio or files; "
+                "drop template= to use TGI's OpenAI-compatible chat API"
+            )
     fmt = TEMPLATES.get(template, template)
     rendered = "".join(fmt.format(role=m.role, content=m.text) for m in messages)
     return rendered + fmt.split("{content}", 1)[0].format(role="assistant")
@@ -122,12 +136,13 @@ def _error(obj: Mapping[str, Any]) -> Exception:
 class TGIStreamParser(SSEParser):
     """``/generate_stream`` events → llmkit events (the stream ends at EOF, no ``[DONE]``)."""
 
-    def __init__(self, model: str, prompt_text: str) -> None:
+    def __init__(self, model: str, prompt_text: str, tags: ThinkTagDecoder | None = None) -> None:
         super().__init__()
         self._model = model
         self._prompt_text = prompt_text
         self._finish: str | None = None
         self._usage: Usage | None = None
+        self._tags = tags
 
     def on_object(self, obj: Any, event: str) -> list[StreamEvent]:
         if obj.get("error") is not None:
@@ -135,9 +150,14 @@ class TGIStreamParser(SSEParser):
         events: list[StreamEvent] = []
         token = obj.get("token") or {}
         if token.get("text") and not token.get("special"):
-            events.append(TextDelta(delta=token["text"]))
+            if self._tags is None:
+                events.append(TextDelta(delta=token["text"]))
+            else:
+                events.extend(self._tags.feed(token["text"]))
         details = obj.get("details")
         if details:
+            if self._tags is not None:
+                events.extend(self._tags.flush())
             self._finish = _FINISH.get(str(details.get("finish_reason")), "stop")
             self._usage = counted_usage(
                 details.get("input_length"), details.get("generated_tokens"), self._prompt_text
@@ -166,23 +186,52 @@ class TGIDialect(Dialect):
 
     name = "tgi"
     capabilities = Capabilities(
-        streaming=True, tools=False, structured_output=True, completion=True
+        streaming=True,
+        tools=False,
+        structured_output=True,
+        completion=True,
+        vision=True,  # through TGI's OpenAI-compatible chat API (not a text template)
+        embeddings=True,
     )
+
+    def embed(self, request: EmbeddingRequest) -> WireCall:
+        """Text Embeddings Inference's native ``/embed`` (a bare list of vectors back)."""
+        model, spec = request.model, self.options.spec
+        return WireCall(
+            on="root",
+            path="/embed",
+            payload=tei_embed_body(request),
+            stream=False,
+            parse=lambda data, headers: parse_tei_embed(data, request, backend=spec, model=model),
+            new_parser=not_streamed,
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._openai = OpenAIDialect(self.options)
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
+        _no_effort(request.params)
         if self.options.template is None:
             return self._openai.chat(request, stream=stream)
         prompt = render_template(self.options.template, request.messages)
-        return self._native(prompt, request.model, request.params, request.extra, stream=stream)
+        return self._native(
+            prompt, request.model, request.params, request.extra, stream=stream, chat=True
+        )
 
     def complete(self, request: CompletionRequest, *, stream: bool) -> WireCall:
+        _no_effort(request.params)
         return self._native(
             request.prompt, request.model, request.params, request.extra, stream=stream
         )
+
+    def _inside(self, prompt: str) -> bool | None:
+        """Where a chat reply to ``prompt`` starts: inside the reasoning (``True``), before
+        it (``False``), or ``None`` when tags are not read."""
+        tags = self.options.think_tags
+        if tags == "off":
+            return None
+        return tags == "open" or opens_thinking(prompt)
 
     def _native(
         self,
@@ -192,15 +241,21 @@ class TGIDialect(Dialect):
         extra: Mapping[str, Any],
         *,
         stream: bool,
+        chat: bool = False,
     ) -> WireCall:
         payload = {"inputs": prompt, "parameters": tgi_parameters(params, extra)}
         spec = self.options.spec
+        inside = self._inside(prompt) if chat else None
 
         def parse(data: Any, headers: Mapping[str, str]) -> ChatResponse:
             response: ChatResponse = guard(
-                "reply", data, _parse_generate, data, headers, model, prompt, spec
+                "reply", data, _parse_generate, data, headers, model, prompt, spec, inside
             )
             return response
+
+        def new_parser() -> TGIStreamParser:
+            tags = None if inside is None else ThinkTagDecoder(inside=inside)
+            return TGIStreamParser(model, prompt, tags)
 
         return WireCall(
             on="root",
@@ -208,12 +263,20 @@ class TGIDialect(Dialect):
             payload=payload,
             stream=stream,
             parse=parse,
-            new_parser=lambda: TGIStreamParser(model, prompt),
+            new_parser=new_parser,
+        )
+
+
+def _no_effort(params: GenerationParams) -> None:
+    if params.effort is not None:
+        raise UnsupportedFeatureError(
+            "rest (tgi dialect): TGI has no reasoning switch, so reasoning_effort cannot be "
+            "honoured; drop it (reasoning in <think> tags is still read)"
         )
 
 
 def _parse_generate(
-    data: Any, headers: Mapping[str, str], model: str, prompt: str, spec: str
+    data: Any, headers: Mapping[str, str], model: str, prompt: str, spec: str, inside: bool | None
 ) -> ChatResponse:
     if isinstance(data, list):  # TGI's compatibility route answers with a one-element list
         data = data[0]
@@ -227,8 +290,11 @@ def _parse_generate(
     completion_tokens = details.get("generated_tokens")
     if completion_tokens is None:
         completion_tokens = _header_int(headers, "x-generated-tokens")
+    reasoning = None
+    if inside is not None:
+        reasoning, text = split_think(text, inside=inside)
     return ChatResponse(
-        message=Message(role="assistant", content=text),
+        message=Message(role="assistant", content=text, reasoning=reasoning),
         finish_reason=_FINISH.get(str(details.get("finish_reason")), "stop"),
         usage=counted_usage(prompt_tokens, completion_tokens, prompt),
         model=model,

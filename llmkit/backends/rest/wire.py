@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..._http.decoders import NDJSONDecoder, ServerSentEvent, SSEDecoder
-from ...errors import ConnectionError, ProtocolError, ProviderError
+from ...errors import ConnectionError, ProtocolError, ProviderError, UnsupportedFeatureError
 from ...types import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
     StreamEvent,
     Usage,
     estimate_tokens,
@@ -37,6 +39,7 @@ __all__ = [
     "WireOptions",
     "counted_usage",
     "guard",
+    "not_streamed",
     "trim",
 ]
 
@@ -103,6 +106,9 @@ class WireOptions:
     stream_usage: bool = True
     template: str | TemplateFn | None = None
     keep_alive: str | float | None = None
+    think_tags: Literal["auto", "open", "off"] = "auto"
+    think_levels: bool = False
+    schema_format: Literal["json_schema", "json_object"] = "json_schema"
 
 
 class StreamParser(Protocol):
@@ -123,7 +129,9 @@ class StreamParser(Protocol):
         ...
 
 
-ParseFn = Callable[[Any, Mapping[str, str]], ChatResponse]
+# A parsed reply: a ChatResponse for chat and completion calls, an EmbeddingResponse for
+# embedding calls (the backend shell only reads its request_id).
+ParseFn = Callable[[Any, Mapping[str, str]], "ChatResponse | EmbeddingResponse"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,14 @@ class Dialect:
 
     def complete(self, request: CompletionRequest, *, stream: bool) -> WireCall:
         raise NotImplementedError
+
+    def embed(self, request: EmbeddingRequest) -> WireCall:
+        raise UnsupportedFeatureError(f"the {self.name} dialect cannot embed text")
+
+
+def not_streamed() -> StreamParser:
+    """The ``new_parser`` of a call that is never streamed (embeddings)."""
+    raise AssertionError("this call has no streamed form")
 
 
 class SSEParser:

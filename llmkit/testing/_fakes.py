@@ -1,20 +1,13 @@
-"""Helpers for testing applications that use llmkit, offline.
-
-* :class:`FakeBackend` / :class:`FunctionBackend`: scripted backends, used as
-  ``Client(backend=FakeBackend([...]))``; they record every request in ``.requests``.
-* :class:`Reply`: a scripted answer with stream chunks, tool calls, delays or failures.
-* :func:`fake_client` / :func:`fake_async_client`: shortcuts that build both at once.
-* :func:`instant_retry`: a retry policy that never really sleeps (and records the waits).
-"""
+"""Scripted stand-ins and fake clocks (re-exported by :mod:`llmkit.testing`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from .backends.fake import FakeBackend, FunctionBackend, Reply, ScriptItem
-from .client import AsyncClient, Client
-from .retry import RetryPolicy
+from ..backends.fake import FakeBackend, FunctionBackend, Reply, ScriptItem
+from ..client import AsyncClient, Client
+from ..retry import RetryPolicy
 
 __all__ = [
     "FakeBackend",
