@@ -179,11 +179,11 @@ class _Call:
                 f"backend {backend.spec!r} cannot call tools; use a backend that can, "
                 "or drop tools="
             )
-        for kind, able in _PARTS_NEEDING:
+        for kind, able, what in _PARTS_NEEDING:
             if not getattr(capabilities, able, False) and _has_part(self.messages, kind):
                 raise UnsupportedFeatureError(
-                    f"backend {backend.spec!r} does not take {kind} parts in messages "
-                    f"(capabilities.{able} is off); send text, or use a backend that does"
+                    f"backend {backend.spec!r} does not take {what} in messages ({kind} "
+                    f"parts; capabilities.{able} is off): send text, or use a backend that does"
                 )
 
     def request(self, target: _Target) -> ChatRequest | CompletionRequest | EmbeddingRequest:
@@ -233,7 +233,11 @@ class _Call:
 
 
 # Content part type -> the capability a backend needs to take it.
-_PARTS_NEEDING = (("image_url", "vision"), ("input_audio", "audio"), ("file", "files"))
+_PARTS_NEEDING = (
+    ("image_url", "vision", "images"),
+    ("input_audio", "audio", "audio"),
+    ("file", "files", "files"),
+)
 
 
 def _has_part(messages: list[Message], kind: str) -> bool:
