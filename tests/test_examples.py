@@ -66,6 +66,21 @@ def test_qa_on_the_embedded_model() -> None:
 # that answers nothing, errors half-way or loses a turn fails.
 
 
+def test_rag_example_retrieves_with_the_embedded_embedding_model() -> None:
+    # The scripted profile answers instantly; what is checked is the retrieval by hf:minilm.
+    out = run_example("rag.py", "Which mountain is the highest in Japan?", "--profile", "scripted")
+    lines = out.strip().split("\n")
+    assert lines[0] == "context: Mount Fuji is the highest mountain in Japan, at 3,776 metres."
+    assert lines[-1] == "[hf:minilm + fake:scripted]"
+
+
+@pytest.mark.slow
+def test_rag_example_answers_on_the_embedded_models() -> None:
+    out = run_example("rag.py")
+    assert out.startswith("context: The Eiffel Tower in Paris was completed in 1889")
+    assert "answer: " in out and "[hf:minilm + hf:smollm2]" in out
+
+
 @pytest.mark.slow
 def test_generate_example_streams_text_and_counts_its_tokens() -> None:
     *text, summary = run_example("generate.py").rstrip("\n").split("\n")
