@@ -420,7 +420,7 @@ CALL = {
 
 
 def test_function_tool_schema_in_the_outgoing_request(harness: Harness, mode: str) -> None:
-    harness.script = [Scripted()]
+    harness.script = [Scripted(content="", tool_calls=[CALL], finish_reason="tool_calls")]
     run(
         mode,
         harness.client_kwargs(),

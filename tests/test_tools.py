@@ -119,7 +119,8 @@ def test_varargs_are_rejected() -> None:
 
 
 def test_tools_are_sent_in_openai_shape(driver) -> None:
-    fake = FakeBackend(["no tools needed"])
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    fake = FakeBackend([Reply(tool_calls=[call])])  # the forced call is honoured
     driver.chat({"backend": fake}, "hi", tools=[get_weather], tool_choice="get_weather")
     params = fake.requests[0].params.given()
     assert params["tools"][0]["type"] == "function"
@@ -201,3 +202,20 @@ def test_streamed_tool_calls_accumulate(driver) -> None:
         "Paris",
         "Lyon",
     ]
+
+
+def test_a_forced_tool_call_answered_with_text_is_an_error_not_a_success() -> None:
+    from llmkit import Client, OutputValidationError
+    from llmkit.testing import FakeBackend, Reply
+
+    weather = {"type": "function", "function": {"name": "weather", "parameters": {}}}
+    client = Client(backend=FakeBackend(["It is sunny."]))
+    for choice in ("required", "weather"):
+        with pytest.raises(OutputValidationError, match="forces a tool call") as info:
+            client.chat("weather?", tools=[weather], tool_choice=choice)
+        assert info.value.raw_text == "It is sunny."
+    assert client.usage.completion_tokens > 0  # the tokens were spent all the same
+    # Auto may answer with text; a reply cut by max_tokens keeps finish_reason="length".
+    assert client.chat("weather?", tools=[weather], tool_choice="auto").text == "It is sunny."
+    cut = Client(backend=FakeBackend([Reply("It is", finish_reason="length")]))
+    assert cut.chat("weather?", tools=[weather], tool_choice="required").finish_reason == "length"

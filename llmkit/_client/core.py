@@ -95,6 +95,23 @@ def merge_embeddings(responses: Sequence[EmbeddingResponse]) -> EmbeddingRespons
     )
 
 
+def _check_forced_tool_call(response: ChatResponse, params: GenerationParams) -> None:
+    """A ``tool_choice`` that forces a call, answered with text, is an error, never a silent
+    success: some servers ignore the field (llama-cpp-python unless started with a
+    function-calling chat format). A reply cut by ``max_tokens`` keeps its ``length``."""
+    choice = params.tool_choice
+    forced = choice == "required" or isinstance(choice, Mapping)
+    if not forced or response.tool_calls or response.finish_reason == "length":
+        return
+    raise OutputValidationError(
+        f"tool_choice={choice!r} forces a tool call, but {response.backend} answered with text "
+        "instead: the server may ignore tool_choice (llama-cpp-python needs a function-calling "
+        "chat format); use tool_choice='auto', or a backend that honours it",
+        raw_text=response.text,
+        errors=[{"type": "tool_call_missing", "tool_choice": choice}],
+    )
+
+
 @dataclass
 class Hooks:
     """Callbacks for observability; each is optional and must not raise.
@@ -502,6 +519,8 @@ class _ClientCore:
             self._usage_totals[response.backend] = (
                 response.usage if previous is None else previous + response.usage
             )
+        if call.kind == "chat" and not call.stream:
+            _check_forced_tool_call(response, call.params)
         if self._hooks.on_response is not None:
             self._hooks.on_response(response)
         logger.info(

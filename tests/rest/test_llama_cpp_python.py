@@ -21,7 +21,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from llmkit import Client, ServerError
+from llmkit import Client, OutputValidationError, ServerError
 from llmkit.retry import RetryPolicy
 
 PYTHON = os.environ.get("LLMKIT_LLAMA_CPP_PYTHON")
@@ -102,3 +102,22 @@ def test_the_row_gets_structured_output_where_plain_rest_gets_a_500(server: str)
         max_tokens=40,
     )  # fmt: skip
     assert isinstance(r.parsed, Person)
+
+
+def test_a_forced_tool_call_the_server_ignores_is_an_error(server: str) -> None:
+    """Started without a function-calling chat format, the server answers
+    tool_choice="required" with plain text: llmkit says so instead of returning it."""
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    client = Client("llama-cpp-python:smollm2", base_url=server)
+    with pytest.raises(OutputValidationError, match="forces a tool call") as info:
+        client.chat(
+            "Say hello in one word.", tools=[weather], tool_choice="required",
+            temperature=0, max_tokens=200,
+        )  # fmt: skip
+    assert info.value.raw_text  # the text it answered with instead
