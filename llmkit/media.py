@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from ._parts import AudioPart, FileData, FilePart, ImagePart, ImageURL, InputAudio
 from .errors import InvalidInputError
-from .types import AudioPart, FileData, FilePart, ImagePart, ImageURL, InputAudio
 
 __all__ = ["Audio", "File", "Image", "sniff"]
 

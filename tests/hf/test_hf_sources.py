@@ -156,7 +156,7 @@ def test_missing_torch_is_backend_unavailable(
 ) -> None:
     import importlib.util
 
-    from llmkit.backends.hf import backend as huggingface
+    from llmkit.backends.hf import prepare as huggingface  # where the packages are checked
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
