@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -259,6 +261,24 @@ class _Replies:
         parts.append(b"0\r\n\r\n")
         return b"".join(parts)
 
+    def embeddings(self, model: str, payload: dict[str, Any]) -> bytes:
+        """One 384-dimension vector per input, as the float32 base64 the SDK asks for (or
+        floats); the same bytes per input, so the server's cost stays flat."""
+        texts = payload.get("input") or [""]
+        texts = [texts] if isinstance(texts, str) else texts
+        vector = self._vector_b64 if payload.get("encoding_format") == "base64" else self._vector
+        data = [{"object": "embedding", "index": i, "embedding": vector} for i in range(len(texts))]
+        body = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": 8 * len(texts), "total_tokens": 8 * len(texts)},
+        }
+        return _with_length(200, "application/json", _json(body))
+
+    _vector = [round(0.001 * i, 3) for i in range(384)]
+    _vector_b64 = base64.b64encode(struct.pack("<384f", *_vector)).decode("ascii")
+
     def error(self, status: int) -> bytes:
         body = {
             "error": {
@@ -315,7 +335,9 @@ def _route(
     status = int(headers.get("x-mock-status") or query.get("status") or 200)
     if status >= 400:
         return replies.error(status)
-    if method != "POST" or not path.endswith(("/chat/completions", "/completions", "/responses")):
+    if method != "POST" or not path.endswith(
+        ("/chat/completions", "/completions", "/responses", "/embeddings")
+    ):
         return replies.error(404)
     try:
         payload = json.loads(body) if body else {}
@@ -326,6 +348,8 @@ def _route(
     stream = bool(payload.get("stream"))
     if path.endswith("/responses"):
         return replies.responses(model, n, stream)
+    if path.endswith("/embeddings"):
+        return replies.embeddings(model, payload)
     if path.endswith("/chat/completions"):
         if stream:
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
