@@ -66,6 +66,10 @@ def test_qa_on_the_embedded_model() -> None:
 # that answers nothing, errors half-way or loses a turn fails.
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="the hf extra (torch, transformers) is not installed: hf:minilm embeds in-process",
+)
 def test_rag_example_retrieves_with_the_embedded_embedding_model() -> None:
     # The scripted profile answers instantly; what is checked is the retrieval by hf:minilm.
     out = run_example("rag.py", "Which mountain is the highest in Japan?", "--profile", "scripted")

@@ -193,7 +193,7 @@ def test_unknown_model_is_404(shared: Served) -> None:
 
 def test_unknown_path_and_wrong_method(shared: Served) -> None:
     served = shared
-    assert_openai_error(httpx.get(f"{served.v1}/embeddings"), 404)
+    assert_openai_error(httpx.get(f"{served.v1}/audio/speech"), 404)
     assert_openai_error(httpx.get(f"{served.v1}/chat/completions"), 405)
 
 
