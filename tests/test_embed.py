@@ -4,7 +4,9 @@ that cannot embed refused before anything is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -163,3 +165,44 @@ async def test_rest_batches_go_out_concurrently_and_come_back_in_order(mode: str
         r = await embed(client, mode, TEXTS, batch_size=2)
     assert [v[0] for v in r.vectors] == [float(len(t)) for t in TEXTS]
     assert len(seen) == 3 and r.usage.prompt_tokens == 3
+
+
+class _Counting(FakeBackend):
+    """Records how many embed() batches run at once."""
+
+    def __init__(self, concurrency: int | None) -> None:
+        super().__init__(model="emb")
+        self.embed_concurrency = concurrency  # type: ignore[misc]
+        self.active = self.peak = 0
+
+    def _enter(self) -> None:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+
+    def embed(self, request: Any) -> EmbeddingResponse:
+        self._enter()
+        try:
+            time.sleep(0.05)
+            return super().embed(request)
+        finally:
+            self.active -= 1
+
+    async def aembed(self, request: Any) -> EmbeddingResponse:
+        self._enter()
+        try:
+            await asyncio.sleep(0.05)
+            return super().embed(request)
+        finally:
+            self.active -= 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_in_process_backend_gets_one_batch_at_a_time(mode: str) -> None:
+    """hf runs one forward pass at a time: concurrent batches would only queue on threads
+    that each keep memory of their own (10,000 texts took 2 GB instead of 0.3)."""
+    serial, parallel = _Counting(1), _Counting(None)
+    for backend in (serial, parallel):
+        r = await embed(make(mode, backend), mode, TEXTS, batch_size=1)
+        assert r.vectors == [fake_vector(t, 8) for t in TEXTS]
+    assert serial.peak == 1
+    assert parallel.peak > 1  # HTTP-like backends get their batches concurrently

@@ -339,14 +339,23 @@ class AsyncClient(_ClientCore):
         """Vectors for a text or a list of texts, in input order (see :meth:`Client.embed`);
         the batches of a large input are sent concurrently, within ``max_concurrency``."""
         calls = self._prepare_embed(inputs, dict(options))
-        if len(calls) == 1:
-            return await self._embed_batch(calls[0])
-        tasks = [asyncio.ensure_future(self._embed_batch(call)) for call in calls]
+        workers = self._embed_concurrency(len(calls))
+        if workers == 1:
+            return merge_embeddings([await self._embed_batch(call) for call in calls])
+        results: list[EmbeddingResponse | None] = [None] * len(calls)
+        indices = iter(range(len(calls)))
+
+        async def work() -> None:  # each worker sends batches in turn until none is left
+            for index in indices:
+                results[index] = await self._embed_batch(calls[index])
+
+        tasks = [asyncio.ensure_future(work()) for _ in range(workers)]
         try:
-            return merge_embeddings(await asyncio.gather(*tasks))
+            await asyncio.gather(*tasks)
         finally:
             for task in tasks:
-                task.cancel()  # after a failure, the other batches stop
+                task.cancel()  # after a failure, the other workers stop
+        return merge_embeddings([r for r in results if r is not None])
 
     async def _embed_batch(self, call: _Call) -> EmbeddingResponse:
         waiter = self._queue_ahead(call)

@@ -469,6 +469,11 @@ class _ClientCore:
             for i in range(0, len(texts), size)
         ]
 
+    def _embed_concurrency(self, batches: int) -> int:
+        """Batches of one ``embed()`` in flight at once (see ``BaseBackend.embed_concurrency``)."""
+        limit = getattr(self.backend, "embed_concurrency", None) or self._max_concurrency
+        return max(1, min(limit, self._max_concurrency, batches))
+
     def _finish_embed(
         self, response: EmbeddingResponse, call: _Call, target: _Target
     ) -> EmbeddingResponse:

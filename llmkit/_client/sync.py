@@ -263,15 +263,31 @@ class Client(_ClientCore):
         :class:`~llmkit.errors.InvalidInputError` before anything is sent.
         """
         calls = self._prepare_embed(inputs, dict(options))
-        if len(calls) == 1:
-            return self._embed_batch(calls[0])
+        workers = self._embed_concurrency(len(calls))
+        if workers == 1:
+            return merge_embeddings([self._embed_batch(call) for call in calls])
+        results: list[EmbeddingResponse | None] = [None] * len(calls)
+        failed: list[BaseException] = []
+        indices = iter(range(len(calls)))
+        take = threading.Lock()
+
+        def work() -> None:  # each worker sends batches in turn until none is left
+            while not failed:
+                with take:
+                    index = next(indices, None)
+                if index is None:
+                    return
+                try:
+                    results[index] = self._embed_batch(calls[index])
+                except BaseException as error:
+                    failed.append(error)  # the other workers stop after their batch
+
         pool = self._batch_pool()
-        futures = [pool.submit(self._embed_batch, call) for call in calls]
-        try:
-            return merge_embeddings([future.result() for future in futures])
-        finally:
-            for future in futures:
-                future.cancel()  # after a failure, batches not yet started are not sent
+        for future in [pool.submit(work) for _ in range(workers)]:
+            future.result()
+        if failed:
+            raise failed[0]
+        return merge_embeddings([r for r in results if r is not None])
 
     def _embed_batch(self, call: _Call) -> EmbeddingResponse:
         response, target = self._run(call, send_embed)

@@ -153,6 +153,11 @@ class BaseBackend:
 
     name: ClassVar[str] = "base"
     capabilities: Capabilities = Capabilities()
+    embed_concurrency: ClassVar[int | None] = None
+    """How many batches of one ``embed()`` call the client sends at once: ``None`` is the
+    client's ``max_concurrency`` (HTTP servers batch concurrent requests); a backend that runs
+    one batch at a time in this process says 1 (more threads would only queue, and each
+    thread that touches torch keeps memory of its own)."""
 
     def __init__(self, model: str) -> None:
         self.model = model

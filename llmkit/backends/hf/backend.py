@@ -158,6 +158,8 @@ class HuggingFaceBackend(Preparation, EmbeddingSupport, BaseBackend):
     """
 
     name: ClassVar[str] = "hf"
+    # One forward pass at a time: concurrent batches would only wait (and cost memory).
+    embed_concurrency: ClassVar[int | None] = 1
     capabilities = Capabilities(streaming=True, completion=True, tools=True)
 
     def __init__(self, model: str, **options: Any) -> None:
