@@ -75,6 +75,9 @@ logger = logging.getLogger("llmkit.rest")
 
 DialectName = Literal["openai", "tgi", "ollama"]
 AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
+# A timer may fire a little before its time: a transport timeout this close to the call's
+# deadline is the deadline running out.
+_DEADLINE_SLACK = 0.05
 
 _DIALECTS: dict[str, type[Dialect]] = {
     "openai": OpenAIDialect,
@@ -589,10 +592,9 @@ class RestBackend(BaseBackend):
                     response.close()
                 self._replicas.release(replica)
 
-    def _total_timeout(self, request: ChatRequest | CompletionRequest) -> TimeoutError:
+    def _total_timeout(self, request: AnyRequest, what: str = " while streaming") -> TimeoutError:
         return TimeoutError(
-            f"total timeout of {request.timeout.total:g}s (or the call's deadline) exceeded "
-            "while streaming",
+            f"total timeout of {request.timeout.total:g}s (or the call's deadline) exceeded{what}",
             backend=BACKEND,
             model=self.model,
         )
@@ -636,6 +638,12 @@ class RestBackend(BaseBackend):
                 self._replicas.succeeded(replica)
                 return self._parse(call, response)
             except (httpx.RequestError, ProviderError) as exc:
+                # httpx's budgets are capped by the call's deadline (see _timeout): when that
+                # is what ran out, say so, rather than name the phase httpx was in.
+                left = request.remaining()
+                timed_out = isinstance(exc, httpx.TimeoutException)
+                if timed_out and left is not None and left <= _DEADLINE_SLACK:
+                    raise self._total_timeout(request, "") from exc
                 err, replica_failed = self._failure(exc, replica)
                 if replica_failed and self._fail_over(replica, tried, err):
                     continue
