@@ -299,3 +299,82 @@ def tiny_tools_llama_dir(models_root: Path, tiny_llama_dir: Path) -> Path:
     tok.chat_template = TOOLS_CHATML
     tok.save_pretrained(folder)
     return folder
+
+
+# A processor chat template: each message's content is a list of typed entries, an image
+# entry rendered as the placeholder the processor expands into the image's tokens.
+VLM_CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+VLM_IMAGE_SIZE, VLM_PATCH = 32, 8
+# CLIP's "full" features: one token per patch plus the class token.
+VLM_IMAGE_TOKENS = (VLM_IMAGE_SIZE // VLM_PATCH) ** 2 + 1
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(models_root: Path) -> Path:
+    """A random LLaVA (a 2-layer CLIP vision tower on 32x32 images, the tiny Llama's shape
+    as its language model) saved with its processor: the tokenizer above plus an
+    ``<image>`` token, and a CLIP image processor built in code."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tok = _tokenizer(CHATML)
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    image_token = tok.convert_tokens_to_ids("<image>")
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        initializer_range=0.3,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=VLM_IMAGE_SIZE,
+        patch_size=VLM_PATCH,
+        projection_dim=32,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+    )
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    size = {"height": VLM_IMAGE_SIZE, "width": VLM_IMAGE_SIZE}
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": VLM_IMAGE_SIZE}, crop_size=size),
+        tokenizer=tok,
+        patch_size=VLM_PATCH,
+        vision_feature_select_strategy="full",
+        num_additional_image_tokens=1,
+        image_token="<image>",
+        chat_template=VLM_CHATML,
+    )
+    folder = models_root / "tiny-llava"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

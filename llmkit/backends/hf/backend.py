@@ -58,7 +58,6 @@ from ...types import (
     ChatResponse,
     CompletionRequest,
     FinishEvent,
-    GenerationParams,
     Message,
     StreamEvent,
     TextDelta,
@@ -71,8 +70,9 @@ from . import reasoning as hf_reasoning
 from . import runtime
 from . import structured as hf_structured
 from . import tools as hf_tools
+from . import vision as hf_vision
 from .batching import BatchScheduler, Job
-from .compiled import StaticCaches, static_cache_kwarg
+from .compiled import CompiledDecoding, StaticCaches, static_cache_kwarg
 from .embeddings import EmbeddingSupport, is_embedding_folder
 from .generation import (
     GenerationControl,
@@ -143,7 +143,7 @@ class HuggingFaceSettings(BaseModel):
     plan (3x slower, see :mod:`llmkit.backends.hf.runtime`)."""
 
 
-class HuggingFaceBackend(Preparation, EmbeddingSupport, BaseBackend):
+class HuggingFaceBackend(Preparation, CompiledDecoding, EmbeddingSupport, BaseBackend):
     """A transformers causal language model running in-process (or, for a
     sentence-transformers folder such as ``hf:minilm``, an embedding model: see
     :mod:`.embeddings`).
@@ -174,10 +174,16 @@ class HuggingFaceBackend(Preparation, EmbeddingSupport, BaseBackend):
             type(self).capabilities,
             structured_output=hf_structured.available(),
             embeddings=self.source.kind == "folder" and is_embedding_folder(self.source.location),
+            vision=self._has_vision(),
         )
         if self.capabilities.embeddings:  # a sentence-transformers folder embeds, never chats
             self.capabilities = dataclasses.replace(
-                self.capabilities, chat=False, streaming=False, completion=False, tools=False
+                self.capabilities,
+                chat=False,
+                streaming=False,
+                completion=False,
+                tools=False,
+                vision=False,
             )
         self._grammars: hf_structured.GrammarFactory | None = None
         self._load_lock = threading.Lock()
@@ -198,6 +204,14 @@ class HuggingFaceBackend(Preparation, EmbeddingSupport, BaseBackend):
         )
 
     # ------------------------------------------------------------------ loading
+
+    def _has_vision(self) -> bool:
+        """Whether the source is a vision-language model (read from its config.json, so
+        the client refuses images for a text-only model before loading it)."""
+        kind, location = self.source.kind, self.source.location
+        if kind == "folder":
+            return hf_vision.folder_has_vision(location)
+        return kind == "hub" and hf_vision.hub_has_vision(location)
 
     def load(self) -> HuggingFaceBackend:
         """Load the model now (otherwise the first call does); returns the backend."""
@@ -287,7 +301,10 @@ class HuggingFaceBackend(Preparation, EmbeddingSupport, BaseBackend):
         )
         # A seed resets the random generator the rows of a batch share: such a request runs
         # alone, so its answer does not depend on what else is being generated.
-        key = None if prepared.seed is not None else (id(loaded), prepared.key)
+        # Image inputs do not stack across rows in one way for every architecture (see
+        # .vision): a request with images runs alone too.
+        alone = prepared.seed is not None or prepared.inputs is not None
+        key = None if alone else (id(loaded), prepared.key)
         return Job(row=row, key=key, payload=(loaded, prepared), on_text=on_text, on_done=on_done)
 
     def _run_batch(self, jobs: Sequence[Job[tuple[LoadedModel, _Prepared]]]) -> None:
@@ -337,6 +354,8 @@ class HuggingFaceBackend(Preparation, EmbeddingSupport, BaseBackend):
             with self._generate_lock:
                 input_ids = torch.tensor(ids, dtype=torch.long, device=loaded.device)
                 attention_mask = torch.tensor(mask, dtype=torch.long, device=loaded.device)
+                if first.inputs is not None:  # a vision request: alone in its batch
+                    kwargs.update(hf_vision.to_device(first.inputs, loaded.device, loaded.dtype))
                 with (
                     torch.inference_mode(),
                     runtime.generation_attention(
@@ -372,41 +391,6 @@ class HuggingFaceBackend(Preparation, EmbeddingSupport, BaseBackend):
                 backend=self.name,
                 model=self.model,
             ) from exc
-
-    def _static_cache(self, loaded: LoadedModel, group: Sequence[_Prepared]) -> Any:
-        """``(length, cache)``: the reset static cache a single row decodes with when
-        ``compile=True`` (see :mod:`llmkit.backends.hf.compiled`), else ``None``."""
-        if not self.settings.compile or len(group) != 1:
-            return None
-        if self._static is None or self._static_model is not loaded.model:
-            context = getattr(loaded.model.config, "max_position_embeddings", None)
-            self._static = StaticCaches(
-                loaded.model, context=context if isinstance(context, int) else None
-            )
-            self._static_model = loaded.model
-        p = group[0]
-        return self._static.take(len(p.input_ids) + p.max_new_tokens)
-
-    @property
-    def compile_warmups(self) -> dict[int, float]:
-        """With ``compile=True``: seconds the first call of each static-cache length took
-        (``torch.compile`` on CUDA included), by cache length; later calls of that length
-        reuse the compiled graph."""
-        return dict(self._static.warmups) if self._static is not None else {}
-
-    def warmup(self, max_tokens: int = 16) -> dict[int, float]:
-        """Load the model and generate one short answer of ``max_tokens`` now, so the first
-        caller does not pay for it; with ``compile=True`` this compiles the static-cache
-        length that a short prompt plus ``max_tokens`` falls in. Returns
-        :attr:`compile_warmups` (empty without ``compile``)."""
-        request = CompletionRequest(
-            model=self.model,
-            prompt="Hello",
-            params=GenerationParams(max_tokens=max_tokens),
-            extra={"min_new_tokens": max_tokens},
-        )
-        self.complete(request)
-        return self.compile_warmups
 
     def _timeout(self, what: str, seconds: float | None) -> errors.TimeoutError:
         shown = f" ({seconds:.3g}s)" if seconds is not None else ""

@@ -12,8 +12,9 @@ holds the prompt and ``max_tokens`` (at least 256, at most the model's context),
 bucket's cache is kept and reset between calls, so one compilation serves every later call
 that fits in it. The first call of a bucket pays the compilation; :class:`StaticCaches`
 records how long that call took (:attr:`StaticCaches.warmups`) and the backend logs it.
-Batches of several rows and requests that need more than the context keep the dynamic
-cache.
+Batches of several rows, requests that need more than the context, and vision-language
+models (whose composite config and image inputs the static path was not built for) keep the
+dynamic cache. :class:`CompiledDecoding` is the part of the backend that picks the cache.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["StaticCaches", "bucket_length", "static_cache_kwarg"]
+from ...types import ChatResponse, CompletionRequest, GenerationParams
+
+if TYPE_CHECKING:
+    from .loading import LoadedModel
+    from .prepare import _Prepared
+
+__all__ = ["CompiledDecoding", "StaticCaches", "bucket_length", "static_cache_kwarg"]
 
 logger = logging.getLogger("llmkit.backends.hf")
 
@@ -100,3 +108,50 @@ class StaticCaches:
             length,
             seconds,
         )
+
+
+class CompiledDecoding:
+    """The backend's static caches (mixed into it, whose settings it reads)."""
+
+    model: str
+    settings: Any  # HuggingFaceSettings
+    _static: StaticCaches | None
+    _static_model: Any
+
+    def complete(self, request: CompletionRequest) -> ChatResponse:
+        raise NotImplementedError  # the backend generates
+
+    def _static_cache(self, loaded: LoadedModel, group: Sequence[_Prepared]) -> Any:
+        """``(length, cache)``: the reset static cache a single row decodes with when
+        ``compile=True``, else ``None``."""
+        if not self.settings.compile or len(group) != 1 or loaded.processor is not None:
+            return None
+        if self._static is None or self._static_model is not loaded.model:
+            context = getattr(loaded.model.config, "max_position_embeddings", None)
+            self._static = StaticCaches(
+                loaded.model, context=context if isinstance(context, int) else None
+            )
+            self._static_model = loaded.model
+        p = group[0]
+        return self._static.take(len(p.input_ids) + p.max_new_tokens)
+
+    @property
+    def compile_warmups(self) -> dict[int, float]:
+        """With ``compile=True``: seconds the first call of each static-cache length took
+        (``torch.compile`` on CUDA included), by cache length; later calls of that length
+        reuse the compiled graph."""
+        return dict(self._static.warmups) if self._static is not None else {}
+
+    def warmup(self, max_tokens: int = 16) -> dict[int, float]:
+        """Load the model and generate one short answer of ``max_tokens`` now, so the first
+        caller does not pay for it; with ``compile=True`` this compiles the static-cache
+        length that a short prompt plus ``max_tokens`` falls in. Returns
+        :attr:`compile_warmups` (empty without ``compile``)."""
+        request = CompletionRequest(
+            model=self.model,
+            prompt="Hello",
+            params=GenerationParams(max_tokens=max_tokens),
+            extra={"min_new_tokens": max_tokens},
+        )
+        self.complete(request)
+        return self.compile_warmups

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import BackendUnavailable, ConfigError
+from . import vision
 
 if TYPE_CHECKING:
     import torch
@@ -400,13 +401,15 @@ def _convert_gguf(gguf_path: Path, entry: Path, *, progress: bool, trust_remote_
 
 @dataclass
 class LoadedModel:
-    """A model and tokenizer ready to generate, and where they came from."""
+    """A model and tokenizer ready to generate, and where they came from; a
+    vision-language model also has its processor (see :mod:`.vision`)."""
 
     model: Any
     tokenizer: Any
     device: str
     dtype: Any
     location: str
+    processor: Any = None
 
 
 def _load_pretrained(
@@ -420,6 +423,13 @@ def _load_pretrained(
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if vision.folder_has_vision(location):
+        model, processor = vision.load_vision_model(
+            source, location, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+        model.to(device)
+        model.eval()
+        return LoadedModel(model, processor.tokenizer, device, dtype, location, processor)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_location, local_files_only=True, trust_remote_code=trust_remote_code

@@ -31,7 +31,6 @@ from ...types import (
     CompletionRequest,
     GenerationParams,
     Message,
-    TextPart,
     Tool,
 )
 from ..base import Capabilities
@@ -39,6 +38,7 @@ from . import reasoning as hf_reasoning
 from . import runtime
 from . import structured as hf_structured
 from . import tools as hf_tools
+from . import vision as hf_vision
 from .batching import Job
 from .generation import (
     build_generation_config,
@@ -69,6 +69,8 @@ class _Prepared:
     # Chat only: whether the reply starts inside a <think> block the template opened
     # (None for raw completions, whose text is not read for reasoning).
     think_inside: bool | None = None
+    # A vision-language model's image inputs (pixel_values, ...): such a row runs alone.
+    inputs: dict[str, Any] | None = None
 
     def limit(self, budget: float, start: float) -> float | None:
         """The monotonic time by which the answer must be complete."""
@@ -87,15 +89,20 @@ def _require_packages() -> None:
         )
 
 
-def _check_text_only(messages: Sequence[Message]) -> None:
-    for message in messages:
-        if isinstance(message.content, list) and any(
-            not isinstance(p, TextPart) for p in message.content
-        ):
-            raise UnsupportedFeatureError(
-                "backend 'hf' takes text only: images, audio and files in messages are not "
-                "supported for local models yet"
-            )
+def _check_text_only(messages: Sequence[Message], model: str) -> None:
+    # The client's plan refuses these first (capabilities.vision is off); a backend called
+    # directly refuses them here, before anything is generated.
+    if hf_vision.media_parts(messages):
+        raise UnsupportedFeatureError(
+            f"hf:{model} is a text-only model: images, audio and files in messages need a "
+            "vision-language model (a folder whose config.json has a vision_config)"
+        )
+
+
+def _text_config(loaded: LoadedModel) -> Any:
+    """The language model's config (a vision-language model nests it)."""
+    config = loaded.model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 def _with_system(messages: list[Message], text: str) -> list[Message]:
@@ -178,16 +185,19 @@ class Preparation:
         messages: list[Message],
         tools: Sequence[Tool] = (),
         effort: str | None = None,
-    ) -> tuple[list[int], bool]:
-        """The prompt's token ids, and whether it ends inside an open ``<think>``."""
-        tok = loaded.tokenizer
+    ) -> tuple[list[int], bool, dict[str, Any] | None]:
+        """The prompt's token ids, whether it ends inside an open ``<think>``, and a
+        vision-language model's image inputs (``None`` for a text-only model)."""
+        # A vision-language model renders through its processor (see .vision).
+        tok = loaded.tokenizer if loaded.processor is None else loaded.processor
         if not getattr(tok, "chat_template", None):
             raise UnsupportedFeatureError(
                 f"hf:{self.model} has no chat template, so chat messages cannot be formatted "
                 "for it (a base model?); use complete() with a raw prompt instead, or give a "
                 "tokenizer that has a chat template"
             )
-        _check_text_only(messages)
+        if loaded.processor is None:
+            _check_text_only(messages, self.model)
         template = tok.chat_template
         switch = hf_reasoning.template_switch(template, effort, self.model)
         native = hf_tools.native_tools(template)
@@ -195,6 +205,17 @@ class Preparation:
             messages, tools, native=native, reasoning_key=hf_reasoning.reasoning_key(template)
         )
         specs = hf_tools.tool_specs(tools) if native and tools else None
+        if loaded.processor is not None:
+            with self._tokenizer_lock:
+                ids, inputs, text = hf_vision.chat_inputs(
+                    loaded.processor,
+                    messages,
+                    rendered,
+                    tools=specs,
+                    template_kwargs=switch,
+                    model=self.model,
+                )
+            return ids, opens_thinking(text), inputs
         try:
             with self._tokenizer_lock:
                 text = tok.apply_chat_template(
@@ -205,10 +226,11 @@ class Preparation:
                 f"hf:{self.model}: the model's chat template rejected the messages: {exc}"
             ) from None
         # The template already holds BOS and the role markers.
-        return self._encode(loaded, str(text), special=False), opens_thinking(str(text))
+        return self._encode(loaded, str(text), special=False), opens_thinking(str(text)), None
 
     def _prepare(self, loaded: LoadedModel, request: AnyRequest) -> _Prepared:
         inside: bool | None = None
+        inputs: dict[str, Any] | None = None
         if isinstance(request, CompletionRequest):
             if request.params.effort is not None:
                 raise UnsupportedFeatureError(
@@ -234,10 +256,10 @@ class Preparation:
                 # model what to put in it.
                 instruction = structured.schema_instruction_message(schema).text
                 messages = _with_system(messages, instruction)
-            ids, inside = self._chat_ids(loaded, messages, tools, params.effort)
+            ids, inside, inputs = self._chat_ids(loaded, messages, tools, params.effort)
         wanted = params.max_tokens if "max_tokens" in params.model_fields_set else None
         max_new = wanted or self.settings.max_new_tokens
-        context = getattr(loaded.model.config, "max_position_embeddings", None)
+        context = getattr(_text_config(loaded), "max_position_embeddings", None)
         if isinstance(context, int) and context > 0:
             if len(ids) >= context:
                 raise ContextLengthError(
@@ -270,6 +292,7 @@ class Preparation:
             deadline=request.deadline,
             constraint=constraint,
             think_inside=inside,
+            inputs=inputs or None,
         )
 
     def _fit_budget(self, loaded: LoadedModel, prompt: int, max_new: int, *, explicit: bool) -> int:
@@ -313,7 +336,7 @@ class Preparation:
         if self._grammars is None:
             self._grammars = hf_structured.GrammarFactory(
                 loaded.tokenizer,
-                int(getattr(loaded.model.config, "vocab_size", 0) or 0),
+                int(getattr(_text_config(loaded), "vocab_size", 0) or 0),
                 sorted(_eos_ids(loaded)),
             )
         return self._grammars
