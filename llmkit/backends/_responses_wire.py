@@ -20,11 +20,18 @@ What differs from chat completions, and is easy to get wrong:
   turns into typed errors;
 * without server-side state (``store=False``) a reasoning model's encrypted reasoning items
   are kept on the assistant message's ``provider_data`` and sent back, each before the item
-  it produced, so a multi-turn tool exchange works statelessly.
+  it produced, so a multi-turn tool exchange works statelessly;
+* content parts are ``input_text``, ``input_image`` (``image_url``: a URL or a ``data:``
+  URL, and ``detail``, ``"auto"`` when not given) and ``input_file`` (``file_data`` as a
+  ``data:`` URL with its ``filename``, or a ``file_id``). The API's message content takes
+  no audio (``input_audio`` is a chat-completions part), so a backend on this API declares
+  ``capabilities.audio`` off (:func:`responses_capabilities`) and an audio part is refused
+  before anything is sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -56,6 +63,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
+from .base import Capabilities
 
 __all__ = [
     "PROVIDER_KEY",
@@ -66,6 +74,7 @@ __all__ = [
     "parse_response",
     "parse_response_usage",
     "responses_body",
+    "responses_capabilities",
 ]
 
 PROVIDER_KEY = "openai_responses"
@@ -98,6 +107,19 @@ _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"
 
 # ---------------------------------------------------------------------------- requests
 
+_NO_AUDIO = (
+    "the Responses API takes no audio in messages (its content parts are input_text, "
+    "input_image and input_file); use api='chat' with an audio model for audio parts"
+)
+
+
+def responses_capabilities(capabilities: Capabilities, api: str) -> Capabilities:
+    """What a backend takes when its chat calls use ``api``: on the Responses API, no
+    audio parts (the client then refuses them before sending)."""
+    if api != "responses":
+        return capabilities
+    return dataclasses.replace(capabilities, audio=False)
+
 
 def _part(part: Any) -> dict[str, Any]:
     if isinstance(part, TextPart):
@@ -109,8 +131,7 @@ def _part(part: Any) -> dict[str, Any]:
             "detail": part.image_url.detail or "auto",
         }
     if isinstance(part, AudioPart):
-        audio = part.input_audio
-        return {"type": "input_audio", "input_audio": {"data": audio.data, "format": audio.format}}
+        raise UnsupportedFeatureError(_NO_AUDIO)
     if isinstance(part, FilePart):
         out: dict[str, Any] = {"type": "input_file"}
         out.update(part.file.model_dump(exclude_none=True))

@@ -74,7 +74,7 @@ from ._openai_wire import (
     parse_chat_completion,
     parse_completion,
 )
-from ._responses_wire import parse_response, responses_body
+from ._responses_wire import parse_response, responses_body, responses_capabilities
 from .base import BaseBackend, Capabilities, check_json_extra, validate_options
 
 __all__ = ["AzureOpenAIBackend", "AzureOpenAISettings", "OpenAIBackend", "OpenAISettings"]
@@ -698,6 +698,7 @@ class OpenAIBackend(_OpenAIBase):
         super().__init__(model)
         settings = validate_options(OpenAISettings, self.name, options)
         self._settings = self._openai = settings
+        self.capabilities = responses_capabilities(self.capabilities, settings.api)
         self._base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = _secret(settings.api_key, "OPENAI_API_KEY")
         if key is None:
@@ -746,6 +747,7 @@ class AzureOpenAIBackend(_OpenAIBase):
         super().__init__(model)
         settings = validate_options(AzureOpenAISettings, self.name, options)
         self._settings = self._azure = settings
+        self.capabilities = responses_capabilities(self.capabilities, settings.api)
         endpoint = settings.endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
         api_version = settings.api_version or os.environ.get("OPENAI_API_VERSION")
         if not endpoint:

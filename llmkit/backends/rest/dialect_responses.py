@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...types import ChatRequest, ChatResponse, StreamEvent
-from .._responses_wire import ResponsesEventDecoder, parse_response, responses_body
+from .._responses_wire import (
+    ResponsesEventDecoder,
+    parse_response,
+    responses_body,
+    responses_capabilities,
+)
 from .dialect_openai import OpenAIDialect
 from .wire import BACKEND, SSEParser, WireCall, guard
 
@@ -42,6 +47,9 @@ class ResponsesStreamParser(SSEParser):
 
 class ResponsesDialect(OpenAIDialect):
     """``/v1/responses`` for chat; everything else as :class:`OpenAIDialect`."""
+
+    # The Responses API's message content takes no audio (see _responses_wire).
+    capabilities = responses_capabilities(OpenAIDialect.capabilities, "responses")
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         model = request.model
