@@ -28,6 +28,8 @@ Behaviour worth knowing:
   event loop. A failing generate() fails the calls still running in it.
 * **Lazy loading.** Constructing the backend only checks the source; the model is loaded
   on first use (or by :meth:`HuggingFaceBackend.load`).
+* **Images** go to vision-language models (a config with a ``vision_config``), through the
+  model's processor; each such request runs alone (see :mod:`llmkit.backends.hf.vision`).
 """
 
 from __future__ import annotations
