@@ -331,6 +331,9 @@ def tiny_vlm_dir(models_root: Path) -> Path:
 
     tok = _tokenizer(CHATML)
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    # What a Llama tokenizer returns (the base class adds token_type_ids on transformers 4.x,
+    # which LLaVA's generate() refuses).
+    tok.model_input_names = tok.init_kwargs["model_input_names"] = ["input_ids", "attention_mask"]
     image_token = tok.convert_tokens_to_ids("<image>")
     text = LlamaConfig(
         vocab_size=len(tok),

@@ -247,3 +247,32 @@ def test_a_vlm_folder_without_its_processor_is_a_config_error(
     backend = HuggingFaceBackend(str(folder), device="cpu")
     with pytest.raises(errors.ConfigError, match="processor"):
         backend.load()
+
+
+def test_inputs_the_model_does_not_take_are_left_out(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+    # A tokenizer whose model_input_names include token_type_ids (the base class default on
+    # transformers 4.x) makes the processor return them; LLaVA's generate() refuses them.
+    import json
+    import shutil
+
+    folder = tmp_path / "token-types"
+    shutil.copytree(tiny_vlm_dir, folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
+    config_path.write_text(json.dumps(config))
+    backend = HuggingFaceBackend(str(folder), device="cpu", max_new_tokens=4)
+    try:
+        loaded = backend._ensure_loaded()
+        request = ChatRequest(model="tiny", messages=[ask(png(1))])
+        batch = loaded.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "text", "text": "?"}]}],
+            tokenize=True,
+            return_dict=True,
+        )
+        assert "token_type_ids" in batch  # the processor does return them
+        prepared = backend._prepare(loaded, request)
+        assert prepared.inputs is not None and set(prepared.inputs) == {"pixel_values"}
+        assert backend.chat(request).usage.completion_tokens == 4
+    finally:
+        backend.close()

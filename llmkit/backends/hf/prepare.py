@@ -209,6 +209,7 @@ class Preparation:
             with self._tokenizer_lock:
                 ids, inputs, text = hf_vision.chat_inputs(
                     loaded.processor,
+                    loaded.model,
                     messages,
                     rendered,
                     tools=specs,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import io
 import json
 import logging
@@ -196,8 +197,23 @@ def _conversation(
     return conversation
 
 
+def _accepted(hf_model: Any) -> set[str] | None:
+    """The inputs ``generate()`` takes for ``hf_model`` (what its forward and
+    prepare_inputs_for_generation name), or ``None`` when that cannot be told."""
+    names: set[str] = set()
+    for method in (hf_model.forward, getattr(hf_model, "prepare_inputs_for_generation", None)):
+        if method is None:
+            continue
+        try:
+            names.update(inspect.signature(method).parameters)
+        except (TypeError, ValueError):
+            return None
+    return names
+
+
 def chat_inputs(
     processor: Any,
+    hf_model: Any,
     messages: Sequence[Message],
     rendered: list[dict[str, Any]],
     *,
@@ -222,7 +238,14 @@ def chat_inputs(
             f"hf:{model}: the model's processor rejected the messages: {exc}"
         ) from None
     ids = [int(i) for i in batch["input_ids"][0].tolist()]
-    inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+    # generate() refuses inputs its model does not name, and some tokenizers add one the
+    # model never reads (token_type_ids from a tokenizer's default model_input_names).
+    accepted = _accepted(hf_model)
+    inputs = {
+        k: v
+        for k, v in batch.items()
+        if k not in ("input_ids", "attention_mask") and (accepted is None or k in accepted)
+    }
     return ids, inputs, str(text)
 
 
