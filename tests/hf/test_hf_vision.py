@@ -276,3 +276,24 @@ def test_inputs_the_model_does_not_take_are_left_out(tiny_vlm_dir: Path, tmp_pat
         assert backend.chat(request).usage.completion_tokens == 4
     finally:
         backend.close()
+
+
+def test_a_cached_hub_vlm_declares_vision_and_answers(
+    tiny_vlm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    # The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}.
+    repo = tmp_path / "hub" / "models--llmkit-tests--tiny-llava"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for f in tiny_vlm_dir.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with Client("hf:llmkit-tests/tiny-llava", device="cpu") as client:
+        assert client.backend.capabilities.vision  # type: ignore[attr-defined]
+        reply = client.chat([ask(png(1))], max_tokens=10)
+    assert reply.text == reference(tiny_vlm_dir, png(1), 10)
+    assert not HuggingFaceBackend("llmkit-tests/not-cached", device="cpu").capabilities.vision
