@@ -1,4 +1,4 @@
-"""The ``hf`` backend has no vision: an image in a message is refused with
+"""A text-only ``hf`` model has no vision: an image in a message is refused with
 :class:`UnsupportedFeatureError` before anything is generated (issue 15, item 6), through
 the real Client, chat and stream, sync and async."""
 

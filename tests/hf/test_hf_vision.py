@@ -19,7 +19,7 @@ from hf_testkit import chat_request, generate_threads, slow, wait_no_generate_th
 
 from llmkit import Audio, Client, Image, Message, UnsupportedFeatureError, errors
 from llmkit.backends.hf import HuggingFaceBackend
-from llmkit.types import ChatRequest, GenerationParams, TextDelta
+from llmkit.types import ChatRequest, GenerationParams, TextDelta, Tool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -297,3 +297,21 @@ def test_a_cached_hub_vlm_declares_vision_and_answers(
         reply = client.chat([ask(png(1))], max_tokens=10)
     assert reply.text == reference(tiny_vlm_dir, png(1), 10)
     assert not HuggingFaceBackend("llmkit-tests/not-cached", device="cpu").capabilities.vision
+
+
+def test_tools_and_a_system_prompt_keep_each_image_in_its_message(
+    vlm: HuggingFaceBackend,
+) -> None:
+    # Without native tool support the tools go into a system turn put in front of the
+    # messages: the images must still land in the user message they came with.
+    tool = Tool(name="zoom", description="Zoom in", parameters={"type": "object"})
+    messages = [
+        Message(role="user", content="Hi"),
+        Message(role="assistant", content="Hello"),
+        ask(png(1), "first"),
+    ]
+    request = ChatRequest(model="tiny", messages=messages, params=GenerationParams(tools=[tool]))
+    text = vlm.prompt_text(request)
+    assert text.startswith("<|im_start|>system\n") and "zoom" in text
+    assert text.count("<image>") == VLM_IMAGE_TOKENS
+    assert text.index("first<image>") > text.index("<|im_start|>assistant\nHello")
