@@ -6,6 +6,7 @@ processor's inputs; a text-only model refuses images before generating."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import threading
 import time
@@ -315,3 +316,26 @@ def test_tools_and_a_system_prompt_keep_each_image_in_its_message(
     assert text.startswith("<|im_start|>system\n") and "zoom" in text
     assert text.count("<image>") == VLM_IMAGE_TOKENS
     assert text.index("first<image>") > text.index("<|im_start|>assistant\nHello")
+
+
+async def test_async_calls_decode_images_off_the_event_loop(
+    vlm: HuggingFaceBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmkit.backends.hf import vision
+
+    threads: list[threading.Thread] = []
+    decode = vision._decode_image
+
+    def recording(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return decode(*args)
+
+    monkeypatch.setattr(vision, "_decode_image", recording)
+    request = ChatRequest(
+        model="tiny", messages=[ask(png(1))], params=GenerationParams(max_tokens=3)
+    )
+    await vlm.achat(request)
+    async with contextlib.aclosing(vlm.astream(request)) as events:  # type: ignore[type-var]
+        async for _ in events:
+            pass
+    assert len(threads) == 2 and threading.main_thread() not in threads

@@ -575,6 +575,10 @@ class HuggingFaceBackend(Preparation, CompiledDecoding, EmbeddingSupport, BaseBa
         if loaded is None:
             # Loading takes seconds: keep it off the event loop.
             loaded = await asyncio.to_thread(self._ensure_loaded)
+        images = isinstance(request, ChatRequest) and hf_vision.media_parts(request.messages)
+        if images and loaded.processor is not None:
+            # Decoding and resizing images takes milliseconds: keep it off the event loop too.
+            return loaded, await asyncio.to_thread(self._prepare, loaded, request)
         return loaded, self._prepare(loaded, request)
 
     async def _awhole(self, request: AnyRequest) -> ChatResponse:
