@@ -339,3 +339,30 @@ async def test_async_calls_decode_images_off_the_event_loop(
         async for _ in events:
             pass
     assert len(threads) == 2 and threading.main_thread() not in threads
+
+
+def test_llmkit_serve_answers_about_an_image_from_the_openai_sdk(tiny_vlm_dir: Path) -> None:
+    # End to end over a real socket: the official SDK's image_url part reaches the served
+    # VLM, which answers as transformers' own generate() does.
+    import base64
+
+    import openai
+
+    from llmkit import AsyncClient
+    from llmkit.server import create_app, run_in_thread
+
+    image = png(1)
+    url = f"data:image/png;base64,{base64.b64encode(image).decode()}"
+    content = [
+        {"type": "text", "text": QUESTION},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    client = AsyncClient(f"hf:{tiny_vlm_dir}", device="cpu")
+    app = create_app(client, close_client=True)
+    with run_in_thread(app, graceful_timeout=1) as base_url:
+        sdk = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+        reply = sdk.chat.completions.create(
+            model="tiny-llava", messages=[{"role": "user", "content": content}], max_tokens=10
+        )
+        sdk.close()
+    assert reply.choices[0].message.content == reference(tiny_vlm_dir, image, 10)
