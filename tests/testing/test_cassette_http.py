@@ -394,7 +394,7 @@ def test_nested_cassettes_restore_the_outer_one(server: FaultServer, tmp_path: P
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_stalled_stream_replays_as_a_timeout(
-    server: FaultServer, tmp_path: Path, mode: str
+    server: FaultServer, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sync client's budget breaks the read; the async client cancels it. Either way
     the replay raises the same TimeoutError after the same events, without the wait."""
@@ -436,10 +436,25 @@ def test_a_stalled_stream_replays_as_a_timeout(
     with cassette(path):
         recorded = run()
     server.stop()
-    start = time.monotonic()
+    # No real waiting: the replay sleeps for none of the recorded stalls (a realtime
+    # replay would). Every sleep is seen, not timed, so a loaded machine cannot fail this.
+    slept: list[float] = []
+    real_sleep, real_async_sleep = time.sleep, asyncio.sleep
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    async def async_sleep(seconds: float, *args: Any) -> Any:
+        slept.append(seconds)
+        return await real_async_sleep(seconds, *args)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(asyncio, "sleep", async_sleep)
     with cassette(path):
         replayed = run()
-    assert time.monotonic() - start < 0.3 * len(recorded)  # no real waiting
+    monkeypatch.undo()
+    assert [s for s in slept if s > 0] == []
     assert [r[1] for r in recorded] == ["TimeoutError", "TimeoutError"]
     assert recorded[0][0]  # some events arrived before the stall
     assert replayed == recorded
