@@ -261,12 +261,14 @@ async def test_aclose_of_astream_stops_the_worker(llama: HuggingFaceBackend) -> 
 
 
 async def test_cancelling_achat_stops_generation(llama: HuggingFaceBackend) -> None:
-    task = asyncio.create_task(llama.achat(chat_request(max_tokens=400, extra=slow(0.02))))
+    extra = endless(0.02)
+    task = asyncio.create_task(llama.achat(chat_request(max_tokens=ENDLESS, extra=extra)))
     await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    wait_no_generate_threads(1.0)
+    wait_no_generate_threads()
+    assert steps_of(extra).steps < STEPS_AHEAD, steps_of(extra).steps  # not run to its end
 
 
 def test_idle_timeout_on_a_stalled_stream(llama: HuggingFaceBackend) -> None:

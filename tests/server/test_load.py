@@ -130,7 +130,7 @@ def test_open_completion_stream_holds_its_slot(serve: ServeFactory) -> None:
 def test_sdk_closing_a_stream_stops_generation(serve: ServeFactory) -> None:
     import openai
 
-    served = serve([Reply(LONG, chunk_delay=0.02)])
+    served = serve([Reply(LONG, chunk_delay=ENDLESS_CHUNK_DELAY)])
     with openai.OpenAI(base_url=served.v1, api_key="-", max_retries=0) as sdk:
         stream = sdk.chat.completions.create(
             model="fake-model", messages=[{"role": "user", "content": "x"}], stream=True
@@ -139,7 +139,7 @@ def test_sdk_closing_a_stream_stops_generation(serve: ServeFactory) -> None:
             if index == 2:
                 break
         stream.close()
-    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=2.0)
+    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=STOPPED)
 
 
 def test_graceful_shutdown_finishes_then_cancels() -> None:
