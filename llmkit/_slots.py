@@ -15,22 +15,28 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
 __all__ = ["AsyncSlots"]
 
 
 class AsyncSlots:
-    """``size`` slots for one event loop, with a deadline per waiter."""
+    """``size`` slots for one event loop, with a deadline per waiter.
 
-    __slots__ = ("_free", "_loop", "_timer", "_timer_at", "_waiters")
+    ``clock`` is the clock the deadlines are on (``time.monotonic``, as the client's call
+    deadlines are); a test passes the event loop's own clock to move time forward itself.
+    """
 
-    def __init__(self, size: int) -> None:
+    __slots__ = ("_clock", "_free", "_loop", "_timer", "_timer_at", "_waiters")
+
+    def __init__(self, size: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         import asyncio  # here, not at the top: `import llmkit` leaves asyncio unimported
 
         self._free = size
+        self._clock = clock
         self._loop = asyncio.get_running_loop()
-        # (future, deadline on the time.monotonic() clock); a future that is already done
-        # (cancelled, or timed out) is skipped when its turn comes.
+        # (future, deadline on ``clock``); a future that is already done (cancelled, or
+        # timed out) is skipped when its turn comes.
         self._waiters: deque[tuple[asyncio.Future[bool], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -47,15 +53,15 @@ class AsyncSlots:
 
     def acquire(self, deadline: float) -> asyncio.Future[bool] | None:
         """Take a slot now (``None``), or queue for one: the future resolves to ``True``
-        when a slot is handed over, ``False`` when ``deadline`` (``time.monotonic()``)
-        passes first. A plain function rather than a coroutine, so a queued call holds no
-        extra frame; a caller cancelled while it waits passes the future to
-        :meth:`abandon`."""
+        when a slot is handed over, ``False`` when ``deadline`` (on the slots' clock,
+        ``time.monotonic()`` by default) passes first. A plain function rather than a
+        coroutine, so a queued call holds no extra frame; a caller cancelled while it waits
+        passes the future to :meth:`abandon`."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return None
         waiter: asyncio.Future[bool] = self._loop.create_future()
-        if deadline <= time.monotonic():
+        if deadline <= self._clock():
             waiter.set_result(False)
             return waiter
         self._waiters.append((waiter, deadline))
@@ -86,13 +92,13 @@ class AsyncSlots:
             self._timer.cancel()
         self._timer_at = deadline
         self._timer = self._loop.call_at(
-            self._loop.time() + max(0.0, deadline - time.monotonic()), self._expire
+            self._loop.time() + max(0.0, deadline - self._clock()), self._expire
         )
 
     def _expire(self) -> None:
         """The timer: fail the waiters whose deadline has passed, re-arm for the next one."""
         self._timer, self._timer_at = None, float("inf")
-        now = time.monotonic()
+        now = self._clock()
         earliest = float("inf")
         for waiter, deadline in self._waiters:
             if waiter.done():

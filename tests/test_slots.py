@@ -52,24 +52,60 @@ async def test_waiters_get_slots_first_in_first_out() -> None:
     assert (slots.free, slots.waiting) == (1, 0)
 
 
-async def test_each_waiter_times_out_at_its_own_deadline() -> None:
-    slots = AsyncSlots(1)
-    assert slots.acquire(time.monotonic() + 60) is None
-    now = time.monotonic()
-    # A long deadline queued first, then a shorter one: the one timer re-arms for the earlier.
-    late = slots.acquire(now + 1.0)
-    early = slots.acquire(now + 0.05)
-    never = slots.acquire(now + 60)
-    assert late is not None and early is not None and never is not None
-    assert await early is False
-    assert time.monotonic() - now < 0.5
-    assert not late.done()
-    assert await late is False
-    assert time.monotonic() - now >= 0.99
-    assert not never.done()
-    slots.release()  # the expired waiters are skipped; the live one gets the slot
-    assert never.result() is True
-    assert (slots.free, slots.waiting) == (0, 0)
+class JumpLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock the test moves forward (``skip``): a timer due by the moved
+    clock fires on the loop's next turn, so deadlines are tested without real waiting and
+    without a wall-clock bound that a loaded machine could miss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.skipped
+
+    async def skip(self, seconds: float) -> None:
+        self.skipped += seconds
+        for _ in range(5):  # turns enough for every timer now due to have fired
+            await asyncio.sleep(0)
+
+
+# Real seconds a future may take to resolve once its deadline has come on the jumped clock
+# (it takes one loop turn). Only a timer armed for the wrong deadline, 30 s or more away,
+# would wait that long; the guard turns such a bug into a failure instead of a hang.
+HANG_GUARD = 10.0
+
+
+def test_each_waiter_times_out_at_its_own_deadline() -> None:
+    async def main(loop: JumpLoop) -> None:
+        slots = AsyncSlots(1, clock=loop.time)
+        now = loop.time()
+        assert slots.acquire(now + 600) is None
+        # A long deadline queued first, then a shorter one: the one timer re-arms for the
+        # earlier.
+        late = slots.acquire(now + 60)
+        early = slots.acquire(now + 30)
+        never = slots.acquire(now + 600)
+        assert late is not None and early is not None and never is not None
+        await loop.skip(29.9)
+        assert not early.done()  # not before its deadline
+        await loop.skip(0.1)
+        assert await asyncio.wait_for(early, HANG_GUARD) is False
+        assert not late.done()
+        await loop.skip(29.9)
+        assert not late.done()
+        await loop.skip(0.1)
+        assert await asyncio.wait_for(late, HANG_GUARD) is False
+        assert not never.done()
+        slots.release()  # the expired waiters are skipped; the live one gets the slot
+        assert never.result() is True
+        assert (slots.free, slots.waiting) == (0, 0)
+
+    loop = JumpLoop()
+    try:
+        loop.run_until_complete(main(loop))
+    finally:
+        loop.close()
 
 
 async def test_a_deadline_already_past_fails_at_once() -> None:
@@ -120,10 +156,10 @@ async def test_a_call_queued_past_its_deadline_gets_a_typed_timeout() -> None:
     async with AsyncClient(backend=backend, max_concurrency=1, hooks=hooks) as client:
         busy = asyncio.ensure_future(client.chat("first"))
         await asyncio.sleep(0.02)
-        started = time.monotonic()
+        # The message tells the slots' timer (at 0.1 s) from the deadline check when the
+        # busy call hands its slot over (at 1 s: "total timeout of 0.1s exceeded").
         with pytest.raises(errors.TimeoutError, match="waiting for a free request slot") as info:
             await client.chat("second", timeout=0.1)
-        assert time.monotonic() - started < 0.6  # the busy call holds its slot for 1 s
         assert info.value.backend == "fake"
         assert info.value.retryable is False  # the deadline is spent: no retry, no fallback
         assert failures == [info.value]  # seen by the hooks like any failure

@@ -11,12 +11,12 @@ import pytest
 from llmkit import RetryPolicy, errors
 
 from .fault_server import Fault, FaultServer
-from .harness import RETRY, TIMEOUT, client_kwargs, run
+from .harness import RETRY, assert_no_budget_spent, client_kwargs, run
 
 pytestmark = pytest.mark.timeout(15)
 
-# No scenario here waits on a timeout: every outcome must arrive well inside the total budget.
-FAST = 2.0
+# No scenario here waits on a timeout: each checks that no attempt timed out and that every
+# wait before a retry was a short backoff (or the Retry-After asked for), not wall time.
 
 
 @pytest.fixture(params=["rest", "openai"])
@@ -30,7 +30,7 @@ def test_baseline_echo(server: FaultServer, mode: str, kind: str) -> None:
     assert out.error is None, out.error
     assert out.response is not None and out.response.text == "echo: hello world"
     assert len(server.requests(url)) == 1
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 @pytest.mark.parametrize("statuses", [(500,), (502, 503), (500, 502, 503)])
@@ -43,7 +43,7 @@ def test_burst_of_5xx_then_success(
     assert out.error is None, out.error
     assert out.response is not None and out.response.text == "echo: hello chaos"
     assert len(server.requests(url)) == len(statuses) + 1
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 def test_persistent_503_is_a_server_error_after_every_attempt(
@@ -54,7 +54,7 @@ def test_persistent_503_is_a_server_error_after_every_attempt(
     assert isinstance(out.error, errors.ServerError), out.error
     assert out.error.status_code == 503
     assert len(server.requests(url)) == RETRY.max_attempts
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 def test_429_honours_retry_after(server: FaultServer, mode: str, kind: str) -> None:
@@ -64,8 +64,9 @@ def test_429_honours_retry_after(server: FaultServer, mode: str, kind: str) -> N
     log = server.requests(url)
     assert len(log) == 2
     # The second attempt waited for the server's Retry-After, not the 10 ms backoff.
+    assert out.slept == [pytest.approx(0.3)]
     assert log[1].at - log[0].at >= 0.28
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out, max_backoff=0.3)
 
 
 def test_429_with_retry_after_past_the_deadline_fails_at_once(
@@ -77,7 +78,7 @@ def test_429_with_retry_after_past_the_deadline_fails_at_once(
     assert out.error.retry_after == 30
     # Sleeping 30 s would overrun the 3 s total: llmkit gives up without sleeping.
     assert len(server.requests(url)) == 1
-    assert out.elapsed < FAST
+    assert out.slept == []
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_broken_connection_once_then_success(
     assert out.error is None, out.error
     assert out.response is not None and out.response.text == "echo: hello chaos"
     assert len(server.requests(url)) == 2
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,7 @@ def test_broken_connection_every_time_is_a_connection_error(
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
     assert isinstance(out.error, errors.ConnectionError), out.error
     assert len(server.requests(url)) == RETRY.max_attempts
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 def test_malformed_json_is_a_protocol_error_and_not_retried(
@@ -131,7 +132,7 @@ def test_malformed_json_is_a_protocol_error_and_not_retried(
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
     assert isinstance(out.error, errors.ProtocolError), out.error
     assert len(server.requests(url)) == 1
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 def test_connection_refused_is_a_connection_error(mode: str, kind: str) -> None:
@@ -142,4 +143,4 @@ def test_connection_refused_is_a_connection_error(mode: str, kind: str) -> None:
     url = f"http://127.0.0.1:{port}/v1"
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
     assert isinstance(out.error, errors.ConnectionError), out.error
-    assert out.elapsed < TIMEOUT.total
+    assert_no_budget_spent(out)  # refused at once, not waited out until a connect timeout

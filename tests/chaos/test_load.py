@@ -25,11 +25,13 @@ from .harness import RETRY, client_kwargs
 pytestmark = pytest.mark.timeout(60)
 
 N = 1_000
-BOUND = 30.0  # seconds for 1,000 requests on a loaded two-core CI machine (typically ~3 s)
 # The total budget covers waiting for a free slot (max_concurrency) too: with 1,000 calls
 # queued behind 64 slots the tail waits seconds, and a retry queues again. The budgets here
-# are generous so that every outcome is the injected fault's, never a load-induced timeout.
-LOAD_TIMEOUT = Timeout(connect=5, first_token=10, idle=10, total=BOUND)
+# are generous so that every outcome is the injected fault's, never a load-induced timeout
+# (check() fails on any outcome that is not). How fast the burst runs (typically ~3 s) is
+# not asserted: these tests check that every request ends, exactly once, correctly, and
+# that nothing leaks; the pytest timeout below catches a hang.
+LOAD_TIMEOUT = Timeout(connect=5, first_token=10, idle=10, total=30)
 
 
 # Requests in flight. The server shares this process (and the GIL) with the client, and
@@ -118,7 +120,6 @@ async def assert_nothing_leaked(server: FaultServer, threads_before: int) -> Non
 async def test_thousand_concurrent_requests_with_faults(server: FaultServer) -> None:
     url = server.scenario(Scenario(decide=mixed))
     threads_before = client_threads()
-    started = time.monotonic()
     client = AsyncClient("rest:m", **load_kwargs("rest", url))
     try:
 
@@ -139,25 +140,20 @@ async def test_thousand_concurrent_requests_with_faults(server: FaultServer) -> 
         await asyncio.gather(*(record(i) for i in range(N)))
     finally:
         await client.aclose()
-    elapsed = time.monotonic() - started
     assert sorted(outcomes) == list(range(N))
     check([outcomes[i] for i in range(N)], server, url)
     await assert_nothing_leaked(server, threads_before)
-    assert elapsed < BOUND
 
 
 async def test_thousand_requests_through_batch(server: FaultServer) -> None:
     url = server.scenario(Scenario(decide=mixed))
     threads_before = client_threads()
-    started = time.monotonic()
     async with AsyncClient("rest:m", **load_kwargs("rest", url)) as client:
         results = await client.batch(
             [f"req-{i}" for i in range(N)], concurrency=N, return_exceptions=True
         )
-    elapsed = time.monotonic() - started
     check(results, server, url)
     await assert_nothing_leaked(server, threads_before)
-    assert elapsed < BOUND
 
 
 @pytest.mark.parametrize("kind", ["rest", "openai"])
@@ -199,7 +195,6 @@ def test_thousand_requests_through_sync_batch(server: FaultServer) -> None:
     """The sync client's batch runs on a thread pool; its threads must be gone afterwards."""
     url = server.scenario(Scenario(decide=mixed))
     threads_before = client_threads()
-    started = time.monotonic()
     with Client("rest:m", **load_kwargs("rest", url)) as client:
         results = client.batch(
             [f"req-{i}" for i in range(N)], concurrency=16, return_exceptions=True
@@ -207,7 +202,6 @@ def test_thousand_requests_through_sync_batch(server: FaultServer) -> None:
     check(results, server, url)
     assert server.wait_idle(5) == 0
     assert client_threads() <= threads_before
-    assert time.monotonic() - started < BOUND
 
 
 async def test_cancelled_requests_release_slots_replicas_and_connections(

@@ -12,11 +12,17 @@ import pytest
 from llmkit import AsyncClient, Client, RetryPolicy, Timeout, errors
 
 from .fault_server import Fault, FaultServer
-from .harness import RETRY, TIMEOUT, client_kwargs, phase_of, run
+from .harness import (
+    RETRY,
+    TIMEOUT,
+    assert_no_budget_spent,
+    assert_within,
+    client_kwargs,
+    phases,
+    run,
+)
 
 pytestmark = pytest.mark.timeout(15)
-
-FAST = 2.0
 PROMPT = "one two three four five"  # six words with "echo:": six content chunks
 
 
@@ -47,8 +53,12 @@ def test_failure_before_the_first_event_is_retried(
     assert out.error is None, out.error
     assert out.text == f"echo: {PROMPT}"
     assert len(server.requests(url)) == 2
-    # A first-byte stall costs one first_token budget, then the retry answers at once.
-    assert out.elapsed < TIMEOUT.first_token + FAST
+    # A first-byte stall is cut by the first-token budget (had it been waited out, the
+    # stalled request would have answered and been the only one); the others by no budget.
+    if fault.kind == "stall":
+        assert phases(out) in (["first_token"], ["read"]), out.retried
+    else:
+        assert_no_budget_spent(out)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +72,7 @@ def test_connection_lost_mid_stream_surfaces_without_replay(
     assert isinstance(out.error, errors.ConnectionError), out.error
     assert out.text == "echo: one "  # what arrived before the drop, exactly once
     assert len(server.requests(url)) == 1
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 def test_malformed_sse_is_a_protocol_error(server: FaultServer, mode: str, kind: str) -> None:
@@ -71,7 +81,7 @@ def test_malformed_sse_is_a_protocol_error(server: FaultServer, mode: str, kind:
     assert isinstance(out.error, errors.ProtocolError), out.error
     assert out.text == "echo: one "
     assert len(server.requests(url)) == 1
-    assert out.elapsed < FAST
+    assert_no_budget_spent(out)
 
 
 def test_malformed_first_event_is_a_protocol_error(
@@ -92,7 +102,9 @@ def test_stall_before_first_byte_every_time_is_a_timeout(
     assert isinstance(out.error, errors.TimeoutError), out.error
     assert out.events == []
     assert len(server.requests(url)) == RETRY.max_attempts
-    assert out.elapsed < TIMEOUT.total + FAST
+    assert len(out.timeouts) == RETRY.max_attempts
+    assert set(phases(out)) <= {"first_token", "read"}, out.timeouts
+    assert_within(out, RETRY.max_attempts * TIMEOUT.first_token)
 
 
 def test_long_stall_mid_stream_is_a_timeout_without_replay(
@@ -103,9 +115,9 @@ def test_long_stall_mid_stream_is_a_timeout_without_replay(
     assert isinstance(out.error, errors.TimeoutError), out.error
     assert out.text == "echo: one "
     assert len(server.requests(url)) == 1
-    # After the first event the idle budget (0.3 s) is the one that applies.
-    assert phase_of(out.error) == "idle", out.error
-    assert out.elapsed < TIMEOUT.first_token + FAST
+    # After the first event the idle budget (0.3 s) is the one that applies; without it the
+    # total (3 s) would end the call, naming itself.
+    assert phases(out) == ["idle"], out.timeouts
 
 
 # A gap longer than `idle` but shorter than `first_token`: only an idle check catches it.
@@ -116,6 +128,9 @@ def test_gap_longer_than_idle_is_a_timeout(server: FaultServer, mode: str, kind:
     url = server.scenario(then=Fault.stall_mid(after=2, seconds=IDLE_GAP))
     out = run(mode, f"{kind}:m", PROMPT, stream=True, **client_kwargs(kind, url))
     assert isinstance(out.error, errors.TimeoutError), out.error
+    # Which budget fired: only the idle check can catch this gap (without it the stream
+    # would finish, inside the first-token and total budgets).
+    assert phases(out) == ["idle"], out.timeouts
     assert out.text == "echo: one "
     assert len(server.requests(url)) == 1
 
@@ -126,7 +141,6 @@ def test_slow_consumer_is_not_an_idle_timeout(server: FaultServer, mode: str, ki
     timeout = Timeout(connect=1, first_token=0.5, idle=0.2, total=10)
     kwargs = client_kwargs(kind, url := server.scenario(), timeout=timeout)
     seen: list[str] = []
-    started = time.monotonic()
     if mode == "sync":
         with Client(f"{kind}:m", **kwargs) as c, c.stream(PROMPT) as s:
             for event in s:
@@ -141,9 +155,10 @@ def test_slow_consumer_is_not_an_idle_timeout(server: FaultServer, mode: str, ki
                     await asyncio.sleep(0.3)
 
         asyncio.run(go())
+    # No idle timeout although the caller spent 0.3 s (more than the 0.2 s idle budget)
+    # before each next event: the whole reply, from the one request.
     assert "".join(seen) == f"echo: {PROMPT}"
     assert len(server.requests(url)) == 1
-    assert time.monotonic() - started < len(seen) * 0.3 + FAST
 
 
 def test_caller_cancelling_a_wait_is_a_cancellation_not_a_timeout(
@@ -162,20 +177,20 @@ def test_caller_cancelling_a_wait_is_a_cancellation_not_a_timeout(
                 assert (await s.__anext__()).text == "one "
                 with pytest.raises(asyncio.TimeoutError):
                     await asyncio.wait_for(s.__anext__(), 0.1)
-            await asyncio.sleep(0.6)  # past the idle budget: nothing may cancel this task
+            # Past the idle budget: a budget timer left behind would cancel this task here.
+            await asyncio.sleep(0.6)
 
-    started = time.monotonic()
     asyncio.run(go())
-    assert time.monotonic() - started < 0.6 + FAST
 
 
 def test_stream_dripping_past_the_total_ends_at_the_total(
     server: FaultServer, mode: str, kind: str
 ) -> None:
     """Every event arrives inside the first-token and idle budgets, but the whole reply
-    takes longer than the total: the call ends at the total, not at the next event."""
-    timeout = Timeout(connect=1, first_token=2, idle=2, total=1)
-    url = server.scenario(then=Fault.drip(0.9))
+    takes longer than the total: the call ends at the total, not at the next event (which
+    comes 10 s later: far beyond the generous wall-clock bound, unlike a drip of events)."""
+    timeout = Timeout(connect=1, first_token=20, idle=20, total=1)
+    url = server.scenario(then=Fault.stall_mid(after=1, seconds=10))
     out = run(
         mode,
         f"{kind}:m",
@@ -184,8 +199,9 @@ def test_stream_dripping_past_the_total_ends_at_the_total(
         **client_kwargs(kind, url, timeout=timeout, retry=RetryPolicy(max_attempts=1)),
     )
     assert isinstance(out.error, errors.TimeoutError), out.error
+    assert phases(out) == ["total"], out.timeouts
     assert out.text == "echo: "  # the one event that made it inside the total
-    assert out.elapsed < timeout.total + FAST
+    assert_within(out, timeout.total)
 
 
 @pytest.mark.parametrize("kind", ["rest", "openai"])  # SSE dialects: comments are SSE
@@ -204,9 +220,11 @@ def test_keepalive_comments_do_not_extend_the_first_token_budget(
         **client_kwargs(kind, url, timeout=timeout, retry=RetryPolicy(max_attempts=1)),
     )
     assert isinstance(out.error, errors.TimeoutError), out.error
+    # The comments never end (one every 0.1 s): without the first-token budget the total
+    # (5 s) would end the call, naming itself.
     assert "first" in str(out.error), out.error
+    assert phases(out) in (["first_token"], ["read"]), out.timeouts
     assert out.events == []
-    assert out.elapsed < timeout.first_token + FAST
 
 
 @pytest.mark.parametrize(

@@ -5,22 +5,28 @@ slower than the total budget, stalls longer than the whole call. Every case must
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from llmkit import AsyncClient, Client, RetryPolicy, Timeout, errors
 
 from .fault_server import Fault, FaultServer
-from .harness import RETRY, TIMEOUT, client_kwargs, phase_of, run
+from .harness import (
+    RETRY,
+    TIMEOUT,
+    assert_within,
+    client_kwargs,
+    phase_of,
+    phases,
+    run,
+)
 
 pytestmark = pytest.mark.timeout(15)
 
-# Construction, closing and scheduling on a loaded two-core CI machine.
-# Wall-clock bounds are a backstop (the phase each error names is the real check): each
-# stays well below what the call would take if the budget were not enforced (a 10 s stall),
-# with room for a loaded two-core CI machine.
-SLACK = 1.5
+# The phase each error names is the real check. A test whose fault would end anyway, late,
+# with the same phase if the budget were enforced only after the fact (a stall that finally
+# answers, a trickle that finally completes) keeps one generous wall-clock bound
+# (harness.assert_within: twice the budget plus HEADROOM), far below the fault's 10 s.
 
 
 @pytest.fixture(params=["rest", "openai"])
@@ -35,9 +41,10 @@ def test_no_first_byte_times_out_after_every_attempt(
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
     assert isinstance(out.error, errors.TimeoutError), out.error
     assert len(server.requests(url)) == RETRY.max_attempts
-    assert phase_of(out.error) in ("first_token", "read"), out.error
-    # Three attempts of one first-token budget each, well inside the total.
-    assert out.elapsed < RETRY.max_attempts * TIMEOUT.first_token + SLACK
+    # Every attempt ended at its first-token budget, none at the total.
+    assert len(out.timeouts) == RETRY.max_attempts
+    assert set(phases(out)) <= {"first_token", "read"}, out.timeouts
+    assert_within(out, RETRY.max_attempts * TIMEOUT.first_token)
 
 
 def test_slow_first_attempt_then_success(server: FaultServer, mode: str, kind: str) -> None:
@@ -45,7 +52,9 @@ def test_slow_first_attempt_then_success(server: FaultServer, mode: str, kind: s
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url))
     assert out.error is None, out.error
     assert len(server.requests(url)) == 2
-    assert out.elapsed < TIMEOUT.first_token + SLACK
+    # The stalled attempt was cut by its first-token budget (a stall that finally answered
+    # would have been the only request), then retried.
+    assert phases(out) in (["first_token"], ["read"]), out.retried
 
 
 def test_answer_just_inside_first_token_budget_succeeds(
@@ -65,32 +74,33 @@ def test_stall_longer_than_total_ends_at_the_total(
     url = server.scenario(then=Fault.stall(10))
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url, timeout=timeout))
     assert isinstance(out.error, errors.TimeoutError), out.error
-    assert phase_of(out.error) == "total", out.error
-    assert out.elapsed < timeout.total + SLACK
+    assert phases(out) == ["total"], out.timeouts  # one attempt, ended by the total
+    assert_within(out, timeout.total)
 
 
 def test_reply_trickled_slower_than_total_times_out(
     server: FaultServer, mode: str, kind: str
 ) -> None:
-    # Each byte arrives well inside the read budget; the whole reply takes ~3 s.
+    # Each byte arrives well inside the read budget; the whole reply takes ~10 s.
     timeout = Timeout(connect=1, first_token=0.5, idle=0.5, total=1)
-    url = server.scenario(then=Fault.trickle(0.012))
+    url = server.scenario(then=Fault.trickle(0.04))
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url, timeout=timeout))
     assert isinstance(out.error, errors.TimeoutError), out.error
-    assert phase_of(out.error) == "total", out.error
-    assert out.elapsed < timeout.total + SLACK
+    assert phases(out) == ["total"], out.timeouts
+    assert_within(out, timeout.total)
 
 
 def test_head_trickled_slower_than_total_times_out(
     server: FaultServer, mode: str, kind: str
 ) -> None:
-    # The status line and headers arrive a byte at a time, each well inside the read budget.
+    # The status line and headers arrive a byte at a time (~10 s in all), each well inside
+    # the read budget.
     timeout = Timeout(connect=1, first_token=0.5, idle=0.5, total=1)
-    url = server.scenario(then=Fault.trickle_head(0.05))
+    url = server.scenario(then=Fault.trickle_head(0.1))
     out = run(mode, f"{kind}:m", **client_kwargs(kind, url, timeout=timeout))
     assert isinstance(out.error, errors.TimeoutError), out.error
-    assert phase_of(out.error) == "total", out.error
-    assert out.elapsed < timeout.total + SLACK
+    assert phases(out) == ["total"], out.timeouts
+    assert_within(out, timeout.total)
 
 
 def test_per_call_timeout_overrides_the_client_default(server: FaultServer, mode: str) -> None:
@@ -98,19 +108,21 @@ def test_per_call_timeout_overrides_the_client_default(server: FaultServer, mode
     url = server.scenario(then=Fault.stall(10))
     slow = Timeout(connect=1, first_token=5, idle=5, total=10)
     kwargs = client_kwargs("rest", url, timeout=slow, retry=RetryPolicy(max_attempts=1))
-    started = time.monotonic()
     if mode == "sync":
-        with Client("rest:m", **kwargs) as c, pytest.raises(errors.TimeoutError):
+        with Client("rest:m", **kwargs) as c, pytest.raises(errors.TimeoutError) as info:
             c.chat("hi", timeout=0.3)
     else:
 
-        async def go() -> None:
+        async def go() -> pytest.ExceptionInfo[errors.TimeoutError]:
             async with AsyncClient("rest:m", **kwargs) as c:
-                with pytest.raises(errors.TimeoutError):
+                with pytest.raises(errors.TimeoutError) as caught:
                     await c.chat("hi", timeout=0.3)
+                return caught
 
-        asyncio.run(go())
-    assert time.monotonic() - started < 0.3 + SLACK
+        info = asyncio.run(go())
+    # The budget the error names is the call's, not the client's 5 s (whether the call's
+    # budgets are enforced in time is what the tests above check).
+    assert "0.3s" in str(info.value), info.value
 
 
 @pytest.mark.parametrize(

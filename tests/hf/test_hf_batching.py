@@ -203,9 +203,8 @@ def test_closing_one_stream_ends_only_its_row(backend: HuggingFaceBackend) -> No
         if i != 1:
             return "".join(e.text for e in stream)
         seen = [next(stream) for _ in range(3)]
-        start = time.monotonic()
         stream.close()  # type: ignore[attr-defined]
-        assert time.monotonic() - start < 2.0
+        # Where the batch was when close() returned (checked below): not its end (30).
         closed_after.append(len(watch.padded))
         return "".join(e.text for e in seen)
 
@@ -359,9 +358,9 @@ def test_close_while_batches_run_leaves_no_thread(tiny_llama_dir: Path) -> None:
     for t in late:
         t.start()
     wait_until(lambda: backend._scheduler.waiting == 2)  # these wait for the next batches
-    start = time.monotonic()
     backend.close()
-    assert time.monotonic() - start < 5.0
+    # The running batch was stopped, not waited for (300 steps; see also "stop" below).
+    assert shared["logits_processor"][0].steps < 300 // 2
     for t in callers + late:
         t.join(10)
         assert not t.is_alive()
@@ -387,6 +386,8 @@ def test_batch_gives_each_generate_call_the_first_token_budget(tiny_llama_dir: P
             r.timeout = Timeout(first_token=1.5)
         start = time.monotonic()
         responses = backend.batch(requests)
+        # A lower bound (a loaded machine only makes it truer): the batch did outlast a
+        # budget that a whole-batch first-token timer would have enforced.
         assert time.monotonic() - start > 1.5
         assert [r.usage.completion_tokens for r in responses] == [10] * 4
         assert sizes(backend) == [1, 1, 1, 1]

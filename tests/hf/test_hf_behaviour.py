@@ -66,11 +66,11 @@ class CountingSlowSteps:
         return scores
 
 
-# 300 steps of 20 ms (6 s) cannot finish within the 3 s the check waits: only a stop ends
-# the generating thread in time, and the step count shows it stopped near where the caller
-# left (the scheduler may have run a few steps ahead of the consumer).
+# The step count shows the generation stopped near where the caller left (the scheduler may
+# have run a few steps ahead of the consumer), not at its 300th step; the wait is only for
+# the thread to go, generous for a loaded machine (it returns as soon as it has).
 LONG = {"max_tokens": 300, "min_new_tokens": 300}
-STEP_DELAY, WAIT, STEPS_AHEAD = 0.02, 3.0, 20
+STEP_DELAY, WAIT, STEPS_AHEAD = 0.02, 10.0, 20
 
 
 def test_leaving_a_stream_early_stops_generation(driver: Any, hf: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -192,13 +193,15 @@ async def test_real_read_timeout(silent_server: str, mode: str, streamed: bool) 
     # Only the first-token (read) budget is short: a plain 0.2 also bounded the connect and
     # the total, and on a loaded machine the total fired while connecting.
     request = chat_request(model="m", timeout=Timeout(connect=5, first_token=0.2, total=5))
-    started = time.monotonic()
-    with pytest.raises(E.TimeoutError, match=r"read|first.token"):
+    with pytest.raises(E.TimeoutError) as info:
         if streamed:
             await collect(backend, mode, request)
         else:
             await call(backend, mode, request)
-    assert time.monotonic() - started < 2.0
+    # Which budget fired: the first-token (read) one. Had it not held, the total (5 s) would
+    # have, and its message ("total timeout ... while reading the reply") says so.
+    message = str(info.value)
+    assert re.search(r"read|first.token", message) and "total" not in message, message
     await backend.aclose()
 
 
@@ -207,9 +210,15 @@ async def test_deadline_bounds_the_call(silent_server: str, mode: str) -> None:
     request = chat_request(model="m")  # default budgets: minutes
     request.deadline = time.monotonic() + 0.2
     started = time.monotonic()
-    with pytest.raises(E.TimeoutError):
+    with pytest.raises(E.TimeoutError) as info:
         await call(backend, mode, request)
-    assert time.monotonic() - started < 2.0
+    if mode == "sync":
+        assert "deadline" in str(info.value), info.value
+    # (async: httpx's read timeout, capped by the deadline, fires first and the error names
+    # the read phase; the rest backend reports this as the total since ef3b72c, the openai
+    # one not yet.) The budgets are minutes: the deadline alone can end the call this soon.
+    # Generous for a loaded machine (ten times the 0.2 s), far below those minutes.
+    assert time.monotonic() - started < 2 * 0.2 + 2.0
     request.deadline = time.monotonic() - 1
     with pytest.raises(E.TimeoutError, match="deadline passed"):
         await call(backend, mode, request)

@@ -40,8 +40,10 @@ class Served:
 ServeFactory = Callable[..., Served]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    """Poll ``predicate`` for up to ``timeout`` seconds (servers finish work on their own thread)."""
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` for up to ``timeout`` seconds (servers finish work on their own
+    thread). It returns as soon as the predicate holds, so the generous default costs a
+    passing test nothing and keeps a loaded machine from failing a slow-but-right one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -136,22 +136,21 @@ def test_streamed_reply_equals_the_api_answer(browser: Any, tiny_model_server: s
 
 
 def test_stop_aborts_and_the_server_stops_generating(browser: Any, serve: ServeFactory) -> None:
-    served = serve([Reply(LONG, chunk_delay=0.05)], max_in_flight=1)
+    served = serve([Reply(LONG, chunk_delay=0.2)], max_in_flight=1)
     page = ChatPage(browser, served.base_url).open()
     page.send("Count for a long time")
     wait_until(lambda: len(page.last_reply(finished=False)["text"].split()) >= 3,
                message="the first words")  # fmt: skip
-    stopped_at = time.monotonic()
     page.click("stop")
     reply = page.last_reply()
     assert reply["state"] == "stopped" and reply["note"] == "Stopped."
-    # The whole reply would take 200 x 0.05 s: the server closed the generation at once.
-    assert wait_until(lambda: served.fake.closed_streams == 1, timeout=2.0)
-    assert wait_until(lambda: served.state.limiter.in_flight == 0, timeout=2.0)
-    assert time.monotonic() - stopped_at < 2.0
+    # The whole reply would take 200 x 0.2 s: only a stop closes the generation within the
+    # 10 s the check waits (generous for a loaded machine; it bounds no speed).
+    assert wait_until(lambda: served.fake.closed_streams == 1, timeout=10.0)
+    assert wait_until(lambda: served.state.limiter.in_flight == 0, timeout=10.0)
     shown = page.last_reply()["text"]
     assert 0 < len(shown.split()) < 200
-    time.sleep(0.3)
+    time.sleep(0.5)  # past two chunk gaps of the stopped reply
     assert page.last_reply()["text"] == shown  # nothing more arrives
     assert page.js("return document.getElementById('send').disabled") is False
 

@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -22,6 +21,13 @@ from .conftest import API_KEY, ServeFactory, wait_for
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
 LONG = " ".join(f"w{i}" for i in range(200))
+
+# A generation that only a stop can end early: 200 chunks 0.2 s apart (40 s), or a first
+# token 60 s away. The tests wait up to STOPPED (generous for a loaded two-core machine, far
+# below those) for the server to notice the client left; they bound no call's speed.
+ENDLESS_CHUNK_DELAY = 0.2
+FIRST_TOKEN_NEVER = 60.0
+STOPPED = 10.0
 
 
 async def test_backpressure_429_with_retry_after(serve: ServeFactory) -> None:
@@ -78,16 +84,15 @@ async def test_queue_timeout_refuses(serve: ServeFactory) -> None:
 
 
 def test_client_disconnect_mid_stream_stops_generation(serve: ServeFactory) -> None:
-    served = serve([Reply(LONG, chunk_delay=0.02), "after"], max_in_flight=1, max_queue=0)
-    started = time.monotonic()
+    reply = Reply(LONG, chunk_delay=ENDLESS_CHUNK_DELAY)
+    served = serve([reply, "after"], max_in_flight=1, max_queue=0)
     with (
         httpx.Client(base_url=served.v1) as http,
         http.stream("POST", "/chat/completions", json={**CHAT, "stream": True}) as s,
     ):
         assert next(s.iter_lines()).startswith("data: ")
-    # The whole reply would take 200 x 0.02 s; the generation stops as soon as we are gone.
-    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=2.0)
-    assert time.monotonic() - started < 2.0
+    # The whole reply would take 40 s; the generation stops once we are gone.
+    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=STOPPED)
     assert wait_for(lambda: served.state.limiter.in_flight == 0)
     assert served.state.open_streams == set()
     # The slot is free again: the next request is served, not refused.
@@ -96,18 +101,17 @@ def test_client_disconnect_mid_stream_stops_generation(serve: ServeFactory) -> N
 
 
 def test_client_disconnect_mid_completion_stream_stops_generation(serve: ServeFactory) -> None:
-    served = serve([Reply(LONG, chunk_delay=0.02), "after"], max_in_flight=1, max_queue=0)
+    reply = Reply(LONG, chunk_delay=ENDLESS_CHUNK_DELAY)
+    served = serve([reply, "after"], max_in_flight=1, max_queue=0)
     body = {"model": "fake-model", "prompt": "count", "stream": True}
-    started = time.monotonic()
     with (
         httpx.Client(base_url=served.v1) as http,
         http.stream("POST", "/completions", json=body) as s,
     ):
         lines = s.iter_lines()
         assert '"object":"text_completion"' in next(lines)
-    # The whole reply would take 200 x 0.02 s; the generation stops as soon as we are gone.
-    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=2.0)
-    assert time.monotonic() - started < 2.0
+    # The whole reply would take 40 s; the generation stops once we are gone.
+    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=STOPPED)
     assert wait_for(lambda: served.state.limiter.in_flight == 0)
     assert served.state.open_streams == set()
     reply = httpx.post(f"{served.v1}/completions", json={**body, "stream": False})
@@ -126,7 +130,7 @@ def test_open_completion_stream_holds_its_slot(serve: ServeFactory) -> None:
 def test_sdk_closing_a_stream_stops_generation(serve: ServeFactory) -> None:
     import openai
 
-    served = serve([Reply(LONG, chunk_delay=0.02)])
+    served = serve([Reply(LONG, chunk_delay=ENDLESS_CHUNK_DELAY)])
     with openai.OpenAI(base_url=served.v1, api_key="-", max_retries=0) as sdk:
         stream = sdk.chat.completions.create(
             model="fake-model", messages=[{"role": "user", "content": "x"}], stream=True
@@ -135,7 +139,7 @@ def test_sdk_closing_a_stream_stops_generation(serve: ServeFactory) -> None:
             if index == 2:
                 break
         stream.close()
-    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=2.0)
+    assert wait_for(lambda: served.fake.closed_streams == 1, timeout=STOPPED)
 
 
 def test_graceful_shutdown_finishes_then_cancels() -> None:
@@ -163,7 +167,6 @@ def test_graceful_shutdown_finishes_then_cancels() -> None:
         for count, worker in enumerate(workers, start=1):
             worker.start()
             assert wait_for(lambda n=count: len(fake.requests) == n)  # type: ignore[misc]
-        started = time.monotonic()
     # Leaving the block shut the server down: the short request finished, the endless
     # stream was cancelled after the grace period and its generation stopped.
     for worker in workers:
@@ -171,8 +174,9 @@ def test_graceful_shutdown_finishes_then_cancels() -> None:
     assert results["slow"].status_code == 200
     assert results["slow"].json()["choices"][0]["message"]["content"] == "finished"
     assert fake.closed_streams == 1
+    # Cut after the 1 s grace period, not read to its end (200 events, 10 s): the events
+    # are the clock here, so a loaded machine cannot fail this.
     assert results["chunks"] < 200
-    assert time.monotonic() - started < 5
 
 
 def test_access_log_line_without_secrets(
@@ -243,14 +247,12 @@ def test_import_llmkit_does_not_import_the_server_stack() -> None:
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
 def test_client_leaving_a_plain_request_frees_its_slot(serve: ServeFactory, path: str) -> None:
-    served = serve([Reply("too slow", delay=3.0), "ok"], max_in_flight=1, max_queue=0)
+    served = serve([Reply("too slow", delay=FIRST_TOKEN_NEVER), "ok"], max_in_flight=1, max_queue=0)
     body = {**CHAT, "prompt": "x"} if path == "/completions" else CHAT
-    started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{served.v1}{path}", json=body, timeout=0.3)
-    # The generation was cancelled when the client left, long before its 3 s were up.
-    assert wait_for(lambda: served.state.limiter.in_flight == 0, timeout=2.0)
-    assert time.monotonic() - started < 2.5
+    # The generation was cancelled when the client left, long before its 60 s were up.
+    assert wait_for(lambda: served.state.limiter.in_flight == 0, timeout=STOPPED)
     assert httpx.post(f"{served.v1}{path}", json=body).status_code == 200
 
 
@@ -258,16 +260,14 @@ def test_client_leaving_a_plain_request_frees_its_slot(serve: ServeFactory, path
 def test_client_leaving_before_the_first_token_stops_generation(
     serve: ServeFactory, stream: bool
 ) -> None:
-    # The first event takes 3 s (a long prompt, a slow upstream): a client that gives up
+    # The first event takes a minute (a long prompt, a slow upstream): a client that gives up
     # before it -- the chat page's Stop pressed early -- stops the generation then, not later.
-    served = serve([Reply("late", delay=3.0), "ok"], max_in_flight=1, max_queue=0)
-    started = time.monotonic()
+    served = serve([Reply("late", delay=FIRST_TOKEN_NEVER), "ok"], max_in_flight=1, max_queue=0)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{served.v1}/chat/completions", json={**CHAT, "stream": stream}, timeout=0.3)
-    assert wait_for(lambda: served.state.limiter.in_flight == 0, timeout=2.0)
+    assert wait_for(lambda: served.state.limiter.in_flight == 0, timeout=STOPPED)
     if stream:
-        assert wait_for(lambda: served.fake.closed_streams == 1, timeout=1.0)
-    assert time.monotonic() - started < 2.0
+        assert wait_for(lambda: served.fake.closed_streams == 1, timeout=STOPPED)
     assert httpx.post(f"{served.v1}/chat/completions", json=CHAT).status_code == 200
 
 

@@ -71,7 +71,9 @@ def test_disconnect_mid_stream_stops_a_local_generation(
         first = next(iter(stream))
         assert first.choices
         stream.close()  # the client goes away mid-stream
-    assert wait_for(lambda: not _generating(), timeout=3.0)  # 200 steps would take 6 s
+    # The step count, not a clock, tells a stopped generation from one that ran on (200
+    # steps); the wait is only for the thread to go, however slow the machine.
+    assert wait_for(lambda: not _generating())
     assert steps.calls < 30, steps.calls
     # The model is free again: the next request is answered.
     with sync_sdk(base_url) as sdk:

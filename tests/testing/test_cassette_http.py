@@ -320,20 +320,47 @@ def test_ignore_fields_and_match_hook(server: FaultServer, tmp_path: Path) -> No
         assert client.chat("hi", temperature=0.5).text == "echo: hi"
 
 
-def test_realtime_replay_keeps_the_recorded_pace(server: FaultServer, tmp_path: Path) -> None:
+def spy_on_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record every ``time.sleep`` and ``asyncio.sleep`` (they still sleep): a test checks
+    the waits a replay chose, which a loaded machine cannot change, not its wall time."""
+    slept: list[float] = []
+    real_sleep, real_async_sleep = time.sleep, asyncio.sleep
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    async def async_sleep(seconds: float, *args: Any) -> Any:
+        slept.append(seconds)
+        return await real_async_sleep(seconds, *args)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(asyncio, "sleep", async_sleep)
+    return slept
+
+
+def test_realtime_replay_keeps_the_recorded_pace(
+    server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = server.scenario([Fault.drip(0.1)])
     path = tmp_path / "pace.json"
     with cassette(path), Client("rest:m", base_url=url) as client, client.stream("a b c") as s:
         live = [e.text for e in s]
     server.stop()
-    for realtime, check in ((False, lambda t: t < 0.2), (True, lambda t: t >= 0.25)):
-        with cassette(path, realtime=realtime), Client("rest:m", base_url=url) as client:
-            loop = asyncio.new_event_loop()
-            start = loop.time()
-            with client.stream("a b c") as s:
+    for realtime in (False, True):
+        with monkeypatch.context() as patch:
+            slept = spy_on_sleeps(patch)
+            with (
+                cassette(path, realtime=realtime),
+                Client("rest:m", base_url=url) as client,
+                client.stream("a b c") as s,
+            ):
                 assert [e.text for e in s] == live
-            assert check(loop.time() - start), realtime
-            loop.close()
+        waits = [w for w in slept if w > 0]
+        if realtime:  # the recorded pace: a drip of 0.1 s before each of the events
+            assert sum(waits) >= 0.25, waits
+        else:
+            assert waits == []
 
 
 def test_decorator_sync_and_async(server: FaultServer, tmp_path: Path) -> None:
@@ -394,7 +421,7 @@ def test_nested_cassettes_restore_the_outer_one(server: FaultServer, tmp_path: P
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_stalled_stream_replays_as_a_timeout(
-    server: FaultServer, tmp_path: Path, mode: str
+    server: FaultServer, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sync client's budget breaks the read; the async client cancels it. Either way
     the replay raises the same TimeoutError after the same events, without the wait."""
@@ -436,10 +463,13 @@ def test_a_stalled_stream_replays_as_a_timeout(
     with cassette(path):
         recorded = run()
     server.stop()
-    start = time.monotonic()
-    with cassette(path):
-        replayed = run()
-    assert time.monotonic() - start < 0.3 * len(recorded)  # no real waiting
+    # No real waiting: the replay sleeps for none of the recorded waits (a realtime replay
+    # would sleep the chunks' pace). Every sleep is seen, not timed.
+    with monkeypatch.context() as patch:
+        slept = spy_on_sleeps(patch)
+        with cassette(path):
+            replayed = run()
+    assert [s for s in slept if s > 0] == []
     assert [r[1] for r in recorded] == ["TimeoutError", "TimeoutError"]
     assert recorded[0][0]  # some events arrived before the stall
     assert replayed == recorded
