@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
+from .backends.base import SupportsLoad
 from .client import AsyncClient, Client
 from .config import ENV_CONFIG, LOCAL_CONFIG
 from .errors import BackendUnavailable, ConfigError, LLMError
@@ -302,10 +303,9 @@ def _progress(message: str, stream: TextIO | None = None) -> Iterator[None]:
 def _load_backend(client: Client | AsyncClient) -> None:
     """Load a local model now (behind a progress indicator) if the backend can."""
     backend = client.backend
-    load = getattr(backend, "load", None)
-    if callable(load):
+    if isinstance(backend, SupportsLoad):
         with _progress(f"loading {backend.spec}"):
-            load()
+            backend.load()
 
 
 def _read_stdin() -> str:

@@ -196,7 +196,7 @@ class Client(_ClientCore):
         default ``concurrency`` is 32 (at most ``max_concurrency``), so its batches fill.
         """
         chat_options: dict[str, Any] = dict(options)
-        native = native_batch(self.backend, "batch")
+        native = native_batch(self.backend)
         concurrency, return_exceptions, progress = batch_settings(
             chat_options, native, self._max_concurrency
         )

@@ -725,6 +725,10 @@ class OpenAIBackend(_OpenAIBase):
             http_client=http_client,
         )
 
+    @property
+    def server_url(self) -> str:
+        return self._base_url or "https://api.openai.com/v1"
+
     def __repr__(self) -> str:
         where = f", base_url={self._base_url!r}" if self._base_url else ""
         return f"OpenAIBackend(model={self.model!r}{where})"
@@ -785,6 +789,10 @@ class AzureOpenAIBackend(_OpenAIBase):
             max_retries=0,
             http_client=http_client,
         )
+
+    @property
+    def server_url(self) -> str:
+        return self._endpoint
 
     def __repr__(self) -> str:
         return f"AzureOpenAIBackend(deployment={self.model!r}, endpoint={self._endpoint!r})"
