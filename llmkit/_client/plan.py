@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel
 
 from .. import _telemetry, structured
+from .._requests import ChatRequest, CompletionRequest, EmbeddingRequest, GenerationParams
 from ..backends.base import (
     Backend,
     SupportsCompletion,
@@ -38,15 +39,7 @@ from ..circuit import CircuitBreaker
 from ..errors import CircuitOpenError, LLMError, TimeoutError, UnsupportedFeatureError
 from ..retry import RetryPolicy, RetryState
 from ..timeouts import Timeout
-from ..types import (
-    ChatRequest,
-    ChatResponse,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    GenerationParams,
-    Message,
-)
+from ..types import ChatResponse, EmbeddingResponse, Message
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable

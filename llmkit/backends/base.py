@@ -57,15 +57,9 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
+from .._requests import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..errors import ConfigError, InvalidInputError, UnsupportedFeatureError
-from ..types import (
-    ChatRequest,
-    ChatResponse,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    StreamEvent,
-)
+from ..types import ChatResponse, EmbeddingResponse, StreamEvent
 
 __all__ = [
     "Backend",

@@ -42,6 +42,7 @@ import openai.resources.responses  # lazily exported in 3.x; imported for its si
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
+from .._requests import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -56,14 +57,7 @@ from ..errors import (
 )
 from ..streaming import with_request_id
 from ..timeouts import Timeout
-from ..types import (
-    ChatRequest,
-    ChatResponse,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    StreamEvent,
-)
+from ..types import ChatResponse, EmbeddingResponse, StreamEvent
 from ._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from ._openai_responses import ResponsesStreamState
 from ._openai_wire import (
