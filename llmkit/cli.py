@@ -57,24 +57,23 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------- parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=`` for whole numbers no smaller than ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _port(text: str) -> int:
@@ -324,16 +323,10 @@ def _write(text: str) -> None:
 
 
 def _chat_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    if args.temperature is not None:
-        kwargs["temperature"] = args.temperature
-    if args.max_tokens is not None:
-        kwargs["max_tokens"] = args.max_tokens
-    if args.timeout is not None:
-        kwargs["timeout"] = args.timeout
-    if args.reasoning_effort is not None:
-        kwargs["reasoning_effort"] = args.reasoning_effort
-    return kwargs
+    """The generation options given on the command line (the ones left out keep the
+    configured defaults)."""
+    names = ("temperature", "max_tokens", "timeout", "reasoning_effort")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _dim() -> tuple[str, str]:
