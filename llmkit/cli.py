@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from . import __version__
 from .backends.base import SupportsLoad
@@ -57,49 +57,36 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------- parser
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type=`` for whole numbers no smaller than ``minimum``."""
+NumberT = TypeVar("NumberT", int, float)
 
-    def parse(text: str) -> int:
+
+def _number(
+    convert: Callable[[str], NumberT], what: str, ok: Callable[[NumberT], bool], rule: str
+) -> Callable[[str], NumberT]:
+    """An argparse ``type=``: ``convert(text)``, refused unless ``ok`` (``rule`` says why)."""
+
+    def parse(text: str) -> NumberT:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"invalid {what}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {value:g}")
         return value
 
     return parse
 
 
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+_positive_int = _number(int, "integer", lambda v: v >= 1, "at least 1")
+_non_negative_int = _number(int, "integer", lambda v: v >= 0, "at least 0")
+_temperature = _number(float, "number", lambda v: 0 <= v <= 2, "between 0 and 2")
+_seconds = _number(float, "number of seconds", lambda v: v > 0, "positive")
 
 
 def _port(text: str) -> int:
     value = _non_negative_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {value:g}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
     return value
 
 

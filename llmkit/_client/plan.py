@@ -198,24 +198,16 @@ class _Call:
     def request_for(self, target: _Target) -> ChatRequest | CompletionRequest | EmbeddingRequest:
         """The request for ``target``; :meth:`check_supported` must have passed."""
         backend = target.backend
+        # What every request carries (BaseRequest's keyword fields).
+        common: dict[str, Any] = {
+            "extra": self.extra,
+            "timeout": self.timeout,
+            "deadline": self.deadline,
+        }
         if self.inputs is not None:
-            return EmbeddingRequest(
-                model=backend.model,
-                inputs=self.inputs,
-                dimensions=self.dimensions,
-                extra=self.extra,
-                timeout=self.timeout,
-                deadline=self.deadline,
-            )
+            return EmbeddingRequest(backend.model, self.inputs, self.dimensions, **common)
         if self.kind == "complete":
-            return CompletionRequest(
-                model=backend.model,
-                prompt=self.prompt,
-                params=self.params,
-                extra=self.extra,
-                timeout=self.timeout,
-                deadline=self.deadline,
-            )
+            return CompletionRequest(backend.model, self.prompt, params=self.params, **common)
         params, messages = self.params, self.messages
         if self.response_model is not None and "response_format" not in params.model_fields_set:
             if backend.capabilities.structured_output:
@@ -225,14 +217,7 @@ class _Call:
                 params.model_fields_set.add("response_format")
             else:
                 messages = [structured.instruction_message(self.response_model), *messages]
-        return ChatRequest(
-            model=backend.model,
-            messages=messages,
-            params=params,
-            extra=self.extra,
-            timeout=self.timeout,
-            deadline=self.deadline,
-        )
+        return ChatRequest(backend.model, messages, params=params, **common)
 
 
 # Content part type -> the capability a backend needs to take it.
