@@ -244,32 +244,16 @@ class CallSpan:
         if self.ended or self.streaming:
             return
         self.answered_by(backend)
-        self._record(
-            getattr(response, "id", None),  # an EmbeddingResponse has no id
-            response.model,
-            getattr(response, "finish_reason", None),  # ... nor a finish reason
-            response.usage,
-            response.request_id,
-            attempts,
-        )
+        self._record(response, response.usage, attempts)
         if end:
             self._end()
 
-    def stream_done(
-        self,
-        *,
-        id: str | None,
-        model: str | None,
-        finish_reason: str | None,
-        usage: Any,
-        request_id: str | None,
-        attempts: int,
-        closed_early: bool,
-    ) -> None:
-        """End a stream's span: it finished, or the caller closed it early (not an error)."""
+    def stream_done(self, reply: Any, usage: Any, attempts: int, *, closed_early: bool) -> None:
+        """End a stream's span: it finished, or the caller closed it early (not an error).
+        ``reply`` is the accumulated response, or what had accumulated (``None``: nothing)."""
         if self.ended:
             return
-        self._record(id, model, finish_reason, usage, request_id, attempts)
+        self._record(reply, usage, attempts)
         if closed_early:
             self._span.set_attribute("llmkit.stream.closed_early", True)
         self._end()
@@ -302,15 +286,13 @@ class CallSpan:
         self._span.set_status(otel[2](otel[3].ERROR, message or kind.__name__))
         self._end()
 
-    def _record(
-        self,
-        id: str | None,
-        model: str | None,
-        finish_reason: str | None,
-        usage: Any,
-        request_id: str | None,
-        attempts: int,
-    ) -> None:
+    def _record(self, reply: Any, usage: Any, attempts: int) -> None:
+        # An EmbeddingResponse has no id nor finish reason; a stream closed before its
+        # first event has no reply at all.
+        id = getattr(reply, "id", None)
+        model = getattr(reply, "model", None)
+        finish_reason = getattr(reply, "finish_reason", None)
+        request_id = getattr(reply, "request_id", None)
         attributes: dict[str, Any] = {"llmkit.attempts": attempts}
         if id:
             attributes["gen_ai.response.id"] = id
