@@ -134,7 +134,8 @@ class SupportsCompletion(Protocol):
 @runtime_checkable
 class SupportsEmbedding(Protocol):
     """Optional: texts to vectors, one batch a call. The client calls these only on a backend
-    whose ``capabilities.embeddings`` is on."""
+    whose ``capabilities.embeddings`` is on; how many batches of one ``embed()`` it sends at
+    once is the backend's ``embed_concurrency`` where it has one (see :class:`BaseBackend`)."""
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingResponse: ...
 

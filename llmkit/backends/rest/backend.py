@@ -792,8 +792,6 @@ class RestBackend(BaseBackend):
         return list(await asyncio.gather(*(probe(r) for r in self._replicas.replicas)))
 
     @property
-    def server_url(self) -> str | None:
-        """The one replica's URL (for telemetry); ``None`` for several: which one answers is
-        not known ahead."""
+    def server_url(self) -> str | None:  # for telemetry: None if several replicas may answer
         replicas = self._replicas.replicas
         return replicas[0].root if len(replicas) == 1 else None
