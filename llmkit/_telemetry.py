@@ -13,8 +13,9 @@ Recorded (content never is: no prompt, no completion, no request headers):
 * at the start: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
   ``gen_ai.request.temperature``/``top_p``/``max_tokens``/``seed``/``stop_sequences`` (when
   given), ``llmkit.request.reasoning_effort`` (when given), ``gen_ai.request.stream``,
-  ``server.address``/``server.port`` (when the backend has
-  one base URL), ``llmkit.backend`` (the spec);
+  ``server.address``/``server.port`` (when the backend names
+  one URL it sends to: :class:`~llmkit.backends.base.SupportsServerURL`), ``llmkit.backend``
+  (the spec);
 * at the end: ``gen_ai.response.model``, ``gen_ai.response.id`` (the response's
   :attr:`~llmkit.types.ChatResponse.id`, streams included), ``gen_ai.response.finish_reasons``,
   ``gen_ai.usage.input_tokens``/``output_tokens`` (``llmkit.usage.estimated`` when the backend
@@ -41,6 +42,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .backends.base import Backend, SupportsServerURL
 from .errors import ConfigError, LLMError, redact
 
 if TYPE_CHECKING:
@@ -51,7 +53,6 @@ __all__ = ["CallSpan", "CallTracer", "provider_name", "tracer_for"]
 # Backend names whose GenAI well-known ``gen_ai.provider.name`` differs from the name itself;
 # any other backend is reported under its own name ("hf", "rest", "fake", ...).
 _PROVIDER_NAMES = {"azure": "azure.ai.openai"}
-_DEFAULT_URLS = {"openai": "https://api.openai.com/v1"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # The resolved ``opentelemetry`` modules: None until first looked up, then (trace, context,
@@ -97,34 +98,9 @@ def provider_name(backend_name: str) -> str:
     return _PROVIDER_NAMES.get(backend_name, backend_name)
 
 
-def _spec(backend: Any) -> str:
-    spec = getattr(backend, "spec", None)
-    return str(spec) if spec else f"{getattr(backend, 'name', '')}:{backend.model}"
-
-
-def _server_url(backend: Any) -> str | None:
-    """The one base URL a backend sends to, when it is cheap to tell (else ``None``).
-
-    Duck-typed over the built-in backends: a public ``base_url`` string, the OpenAI and Azure
-    backends' configured endpoint, or a single REST replica. With several replicas the client
-    cannot know which one answered, so none is named.
-    """
-    for attribute in ("base_url", "_base_url", "_endpoint"):
-        value = getattr(backend, attribute, None)
-        if isinstance(value, str) and value:
-            return value
-    replicas = getattr(backend, "replicas", None)
-    if isinstance(replicas, list):
-        if len(replicas) == 1:
-            root = getattr(replicas[0], "root", None)
-            return root if isinstance(root, str) else None
-        return None
-    return _DEFAULT_URLS.get(getattr(backend, "name", ""))
-
-
-def _server_attributes(backend: Any) -> dict[str, Any]:
+def _server_attributes(backend: Backend) -> dict[str, Any]:
     try:
-        url = _server_url(backend)
+        url = backend.server_url if isinstance(backend, SupportsServerURL) else None
         if url is None:
             return {}
         parts = urlsplit(url)
@@ -137,11 +113,11 @@ def _server_attributes(backend: Any) -> dict[str, Any]:
     return {"server.address": host, "server.port": port} if port else {"server.address": host}
 
 
-def _backend_attributes(backend: Any) -> dict[str, Any]:
+def _backend_attributes(backend: Backend) -> dict[str, Any]:
     return {
-        "gen_ai.provider.name": provider_name(getattr(backend, "name", "") or ""),
+        "gen_ai.provider.name": provider_name(backend.name),
         "gen_ai.request.model": backend.model,
-        "llmkit.backend": _spec(backend),
+        "llmkit.backend": backend.spec,
         **_server_attributes(backend),
     }
 
@@ -230,7 +206,7 @@ class CallSpan:
             attributes["llmkit.retry.sleep_s"] = float(sleep)
         self._span.add_event("llmkit.retry", attributes)
 
-    def fallback(self, error: BaseException, source: Any, target: Any) -> None:
+    def fallback(self, error: BaseException, source: Backend, target: Backend) -> None:
         """An event when a backend gives up and the next one is tried."""
         if self.ended:
             return
@@ -238,8 +214,8 @@ class CallSpan:
             "llmkit.fallback",
             {
                 "error.type": type(error).__name__,
-                "llmkit.fallback.from": _spec(source),
-                "llmkit.fallback.to": _spec(target),
+                "llmkit.fallback.from": source.spec,
+                "llmkit.fallback.to": target.spec,
             },
         )
 
@@ -268,32 +244,16 @@ class CallSpan:
         if self.ended or self.streaming:
             return
         self.answered_by(backend)
-        self._record(
-            getattr(response, "id", None),  # an EmbeddingResponse has no id
-            response.model,
-            getattr(response, "finish_reason", None),  # ... nor a finish reason
-            response.usage,
-            response.request_id,
-            attempts,
-        )
+        self._record(response, response.usage, attempts)
         if end:
             self._end()
 
-    def stream_done(
-        self,
-        *,
-        id: str | None,
-        model: str | None,
-        finish_reason: str | None,
-        usage: Any,
-        request_id: str | None,
-        attempts: int,
-        closed_early: bool,
-    ) -> None:
-        """End a stream's span: it finished, or the caller closed it early (not an error)."""
+    def stream_done(self, reply: Any, usage: Any, attempts: int, *, closed_early: bool) -> None:
+        """End a stream's span: it finished, or the caller closed it early (not an error).
+        ``reply`` is the accumulated response, or what had accumulated (``None``: nothing)."""
         if self.ended:
             return
-        self._record(id, model, finish_reason, usage, request_id, attempts)
+        self._record(reply, usage, attempts)
         if closed_early:
             self._span.set_attribute("llmkit.stream.closed_early", True)
         self._end()
@@ -326,15 +286,13 @@ class CallSpan:
         self._span.set_status(otel[2](otel[3].ERROR, message or kind.__name__))
         self._end()
 
-    def _record(
-        self,
-        id: str | None,
-        model: str | None,
-        finish_reason: str | None,
-        usage: Any,
-        request_id: str | None,
-        attempts: int,
-    ) -> None:
+    def _record(self, reply: Any, usage: Any, attempts: int) -> None:
+        # An EmbeddingResponse has no id nor finish reason; a stream closed before its
+        # first event has no reply at all.
+        id = getattr(reply, "id", None)
+        model = getattr(reply, "model", None)
+        finish_reason = getattr(reply, "finish_reason", None)
+        request_id = getattr(reply, "request_id", None)
         attributes: dict[str, Any] = {"llmkit.attempts": attempts}
         if id:
             attributes["gen_ai.response.id"] = id

@@ -24,9 +24,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from . import __version__
+from .backends.base import SupportsLoad
 from .client import AsyncClient, Client
 from .config import ENV_CONFIG, LOCAL_CONFIG
 from .errors import BackendUnavailable, ConfigError, LLMError
@@ -56,50 +57,36 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------- parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+NumberT = TypeVar("NumberT", int, float)
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def _number(
+    convert: Callable[[str], NumberT], what: str, ok: Callable[[NumberT], bool], rule: str
+) -> Callable[[str], NumberT]:
+    """An argparse ``type=``: ``convert(text)``, refused unless ``ok`` (``rule`` says why)."""
+
+    def parse(text: str) -> NumberT:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {value:g}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, "integer", lambda v: v >= 1, "at least 1")
+_non_negative_int = _number(int, "integer", lambda v: v >= 0, "at least 0")
+_temperature = _number(float, "number", lambda v: 0 <= v <= 2, "between 0 and 2")
+_seconds = _number(float, "number of seconds", lambda v: v > 0, "positive")
 
 
 def _port(text: str) -> int:
     value = _non_negative_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {value:g}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
     return value
 
 
@@ -302,10 +289,9 @@ def _progress(message: str, stream: TextIO | None = None) -> Iterator[None]:
 def _load_backend(client: Client | AsyncClient) -> None:
     """Load a local model now (behind a progress indicator) if the backend can."""
     backend = client.backend
-    load = getattr(backend, "load", None)
-    if callable(load):
+    if isinstance(backend, SupportsLoad):
         with _progress(f"loading {backend.spec}"):
-            load()
+            backend.load()
 
 
 def _read_stdin() -> str:
@@ -324,16 +310,10 @@ def _write(text: str) -> None:
 
 
 def _chat_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    if args.temperature is not None:
-        kwargs["temperature"] = args.temperature
-    if args.max_tokens is not None:
-        kwargs["max_tokens"] = args.max_tokens
-    if args.timeout is not None:
-        kwargs["timeout"] = args.timeout
-    if args.reasoning_effort is not None:
-        kwargs["reasoning_effort"] = args.reasoning_effort
-    return kwargs
+    """The generation options given on the command line (the ones left out keep the
+    configured defaults)."""
+    names = ("temperature", "max_tokens", "timeout", "reasoning_effort")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _dim() -> tuple[str, str]:

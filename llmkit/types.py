@@ -1,5 +1,8 @@
 """The data llmkit passes around: messages, responses, stream events and requests.
 
+The request types (and the generation parameters and tools they carry) are defined in
+:mod:`llmkit._requests` and re-exported here, their public import path.
+
 Messages and responses are pydantic v2 models that convert to and from the OpenAI JSON
 shapes (``chat.completion``, message dicts), so anything written for the OpenAI API can be
 handed to llmkit unchanged, and llmkit's own server can answer in exactly that shape.
@@ -12,33 +15,47 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from ._parts import AudioPart, ContentPart, FilePart, ImagePart, TextPart
+
+# The request types and what they carry live in their own module; this is their public path.
+from ._requests import (
+    BaseRequest,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    GenerationParams,
+    GenerationRequest,
+    ReasoningEffort,
+    Tool,
+    describe,
+)
 from .errors import InvalidInputError, ProtocolError
-from .timeouts import Timeout
 
 __all__ = [
     "NOT_GIVEN",
     "AudioPart",
+    "BaseRequest",
     "ChatRequest",
     "ChatResponse",
     "CompletionRequest",
     "ContentPart",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "FilePart",
     "FinishEvent",
     "GenerationParams",
+    "GenerationRequest",
     "ImagePart",
     "Message",
     "MessageInput",
@@ -59,8 +76,6 @@ __all__ = [
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
-ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
-"""How much a reasoning model should think before answering (``reasoning_effort=``)."""
 
 # The fields OpenAI-compatible servers put an assistant message's reasoning in: DeepSeek,
 # vLLM and llama.cpp say ``reasoning_content``; OpenRouter, Groq and newer vLLM ``reasoning``.
@@ -233,11 +248,6 @@ MessageInput = Union[
 ]
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _one_message(item: Any, index: int | None) -> Message:
     where = "" if index is None else f" at position {index}"
     if isinstance(item, Message):
@@ -257,7 +267,7 @@ def _one_message(item: Any, index: int | None) -> Message:
                 "{'role': 'user', 'content': 'Hello'}"
             ) from None
     raise InvalidInputError(
-        f"cannot use {type(item).__name__} {_describe(item)} as a message{where}; pass a str, "
+        f"cannot use {type(item).__name__} {describe(item)} as a message{where}; pass a str, "
         "a llmkit.Message, an OpenAI-shaped dict, or a list of those"
     )
 
@@ -275,64 +285,9 @@ def normalize_messages(value: Any) -> list[Message]:
             raise InvalidInputError("no messages given: pass at least one message")
         return [_one_message(item, i) for i, item in enumerate(value)]
     raise InvalidInputError(
-        f"cannot use {type(value).__name__} {_describe(value)} as chat input; pass a str, a "
+        f"cannot use {type(value).__name__} {describe(value)} as chat input; pass a str, a "
         "llmkit.Message, an OpenAI-shaped dict, a list of those, or a llmkit.Prompt"
     )
-
-
-# ---------------------------------------------------------------------------- tools
-
-
-class Tool(BaseModel):
-    """A function the model may call: a name, a description and a JSON schema of parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    strict: bool | None = None
-    # Set for tools built from Python callables (llmkit.tools), so they can be run.
-    _function: Any = PrivateAttr(default=None)
-    _arguments: Any = PrivateAttr(default=None)
-
-    @classmethod
-    def coerce(cls, value: Any) -> Tool:
-        """Accept a :class:`Tool`, an OpenAI tool dict, a plain tool-definition dict, a Python
-        function (its signature and docstring become the schema) or a pydantic model class."""
-        if isinstance(value, Tool):
-            return value
-        if isinstance(value, type) and issubclass(value, BaseModel):
-            from .tools import tool_from_model
-
-            return tool_from_model(value)
-        if callable(value) and not isinstance(value, type):
-            from .tools import tool_from_function
-
-            return tool_from_function(value)
-        if isinstance(value, Mapping):
-            data = dict(value)
-            if data.get("type") == "function" and "function" in data:
-                data = dict(data["function"])
-            elif data.get("type") == "function":  # the Responses API's flat form
-                data.pop("type")
-            try:
-                return cls.model_validate(data)
-            except ValidationError as exc:
-                raise InvalidInputError(
-                    f"invalid tool definition {_describe(value)}: {exc.errors()[0]['msg']}"
-                ) from None
-        raise InvalidInputError(
-            f"cannot use {type(value).__name__} {_describe(value)} as a tool; pass a llmkit.Tool "
-            "or an OpenAI tool dict {'type': 'function', 'function': {...}}"
-        )
-
-    def to_openai(self) -> dict[str, Any]:
-        fn: dict[str, Any] = {"name": self.name, "parameters": self.parameters}
-        if self.description:
-            fn["description"] = self.description
-        if self.strict is not None:
-            fn["strict"] = self.strict
-        return {"type": "function", "function": fn}
 
 
 # ---------------------------------------------------------------------------- usage and response
@@ -595,109 +550,7 @@ StreamEvent = Annotated[
 ]
 
 
-# ---------------------------------------------------------------------------- requests
-
-
-class GenerationParams(BaseModel):
-    """The generation options llmkit knows by name. Only fields that were set are sent;
-    ``model_fields_set`` tells a backend which ones the caller gave."""
-
-    model_config = ConfigDict(extra="forbid")
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    stop: list[str] | None = None
-    seed: int | None = None
-    tools: list[Tool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-    reasoning_effort: ReasoningEffort | None = None
-    """How much a reasoning model should think; each backend maps it to its own switch, or
-    raises :class:`~llmkit.errors.UnsupportedFeatureError` before sending."""
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop_as_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [value]
-        return value
-
-    @field_validator("tools", mode="before")
-    @classmethod
-    def _coerce_tools(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, (list, tuple)):
-            raise ValueError("tools must be a list")
-        return [Tool.coerce(v) for v in value]
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _check_tool_choice(cls, value: Any) -> Any:
-        if isinstance(value, str) and value not in ("auto", "none", "required"):
-            # A bare tool name is the friendly form of {"type": "function", ...}.
-            return {"type": "function", "function": {"name": value}}
-        return value
-
-    @property
-    def effort(self) -> ReasoningEffort | None:
-        """The ``reasoning_effort`` the caller set (``None`` when not set)."""
-        return self.reasoning_effort if "reasoning_effort" in self.model_fields_set else None
-
-    def given(self) -> dict[str, Any]:
-        """The options the caller set, as plain JSON-able values."""
-        out: dict[str, Any] = {}
-        for name in self.model_fields_set:
-            value = getattr(self, name)
-            if name == "tools" and value is not None:
-                value = [t.to_openai() for t in value]
-            out[name] = value
-        return out
-
-
-@dataclass
-class ChatRequest:
-    """What a backend receives for one chat call. Built by the client; backends only read it.
-
-    ``deadline`` is an absolute ``time.monotonic()`` value (or ``None``) that bounds the whole
-    call; ``timeout`` holds the per-phase budgets.
-    """
-
-    model: str
-    messages: list[Message]
-    params: GenerationParams = field(default_factory=GenerationParams)
-    extra: dict[str, Any] = field(default_factory=dict)
-    timeout: Timeout = field(default_factory=Timeout)
-    deadline: float | None = None
-
-    def remaining(self) -> float | None:
-        """Seconds left before the deadline (``None`` when there is none)."""
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - time.monotonic())
-
-    def prompt_text(self) -> str:
-        return "\n".join(m.text for m in self.messages)
-
-
-@dataclass
-class CompletionRequest:
-    """What a backend receives for one raw completion (``prompt -> continuation``) call."""
-
-    model: str
-    prompt: str
-    params: GenerationParams = field(default_factory=GenerationParams)
-    extra: dict[str, Any] = field(default_factory=dict)
-    timeout: Timeout = field(default_factory=Timeout)
-    deadline: float | None = None
-
-    def remaining(self) -> float | None:
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - time.monotonic())
-
-    def prompt_text(self) -> str:
-        return self.prompt
+# ---------------------------------------------------------------------------- options
 
 
 class NotGiven:
@@ -750,26 +603,6 @@ def normalize_embedding_inputs(value: Any) -> list[str]:
                 f"embed() input {i} is empty; drop empty texts before embedding"
             )
     return texts
-
-
-@dataclass
-class EmbeddingRequest:
-    """What a backend receives for one embedding call: one batch of texts."""
-
-    model: str
-    inputs: list[str]
-    dimensions: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    timeout: Timeout = field(default_factory=Timeout)
-    deadline: float | None = None
-
-    def remaining(self) -> float | None:
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - time.monotonic())
-
-    def prompt_text(self) -> str:
-        return "\n".join(self.inputs)
 
 
 class EmbeddingResponse(BaseModel):

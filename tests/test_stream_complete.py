@@ -22,7 +22,7 @@ from llmkit import (
     UnsupportedFeatureError,
     Usage,
 )
-from llmkit.backends.base import BaseBackend
+from llmkit.backends.base import BaseBackend, Capabilities
 from llmkit.errors import ConnectionError, TimeoutError
 from llmkit.testing import FakeBackend, Reply, SleepRecorder, instant_retry
 from llmkit.types import (
@@ -67,6 +67,7 @@ class CompletionOnly(BaseBackend):
     """Streams raw completions only; a chat stream would fail the test."""
 
     name = "completion-only"
+    capabilities = Capabilities(completion=True)
 
     def __init__(self) -> None:
         super().__init__("base-model")
@@ -281,6 +282,7 @@ class CompletesWhole(ChatOnly):
     """Completes raw prompts, but has no streamed variant."""
 
     name = "completes-whole"
+    capabilities = Capabilities(completion=True)
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
         self.calls += 1

@@ -39,7 +39,9 @@ from llmkit import (
     Usage,
     _telemetry,
 )
+from llmkit.backends.base import BaseBackend
 from llmkit.testing import FakeBackend, FunctionBackend, Reply, instant_retry
+from llmkit.types import ChatRequest, ChatResponse, Message
 
 USAGE = Usage(prompt_tokens=9, completion_tokens=2)
 
@@ -425,6 +427,39 @@ def test_server_address_of_a_single_rest_replica(provider, exporter) -> None:
     finally:
         one.close()
         two.close()
+
+
+class _Served(BaseBackend):
+    """A third-party backend that names its server the declared way."""
+
+    name = "served"
+
+    def __init__(self, url: str | None) -> None:
+        super().__init__("m")
+        self._url = url
+        self._base_url = "http://private-attribute:1234"  # private: never read
+
+    @property
+    def server_url(self) -> str | None:
+        return self._url
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        return ChatResponse(message=Message.assistant("hi"))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://llm.internal:8443/v1", {"server.address": "llm.internal", "server.port": 8443}),
+        ("https://llm.internal/v1", {"server.address": "llm.internal", "server.port": 443}),
+        (None, {}),
+    ],
+)
+def test_the_server_address_comes_from_server_url(provider, exporter, url, expected) -> None:
+    with Client(backend=_Served(url), tracer_provider=provider) as client:
+        client.chat("Hello")
+    a = attrs(only_span(exporter))
+    assert {k: v for k, v in a.items() if k.startswith("server.")} == expected
 
 
 # -- through the real openai backend (respx at the HTTP boundary) -----------------------

@@ -80,6 +80,54 @@ def test_an_installed_backend_is_used_by_its_spec(site: Path) -> None:
     ]
 
 
+def test_a_backend_with_only_the_required_part_is_used_by_its_spec(site: Path) -> None:
+    """``whisper`` does not subclass BaseBackend and has no raw completion, embeddings or
+    server URL: it is a Backend all the same, and what it cannot do is refused by the client
+    before any method of it is called."""
+    out = run(
+        site,
+        """
+        import asyncio
+        from llmkit import AsyncClient, Client, UnsupportedFeatureError
+        from llmkit.backends.base import BaseBackend, Backend, SupportsCompletion
+
+        client = Client("whisper:quiet")
+        b = client.backend
+        print(type(b).__name__, isinstance(b, BaseBackend), isinstance(b, Backend))
+        print(isinstance(b, SupportsCompletion))
+        r = client.chat("HELLO There")
+        print(r.text, r.backend)
+        with client.stream("Streamed WORDS") as s:
+            print("|".join(ev.text for ev in s if ev.text))
+        for call in (client.complete, lambda p: list(client.stream_complete(p)), client.embed):
+            try:
+                call("Once")
+            except UnsupportedFeatureError as e:
+                print("refused:", e)
+
+        async def main():
+            async with AsyncClient("whisper:quiet") as ac:
+                print((await ac.chat("ASYNC Chat")).text)
+                async with ac.stream("Async STREAM") as s:
+                    print("|".join([ev.text async for ev in s if ev.text]))
+        asyncio.run(main())
+        client.close()
+        """,
+    )
+    assert out.splitlines() == [
+        "WhisperBackend False True",
+        "False",
+        "hello there whisper:quiet",
+        "streamed |words ",
+        "refused: backend 'whisper' does not support raw completion; use chat() instead",
+        "refused: backend 'whisper' does not support raw completion; use chat() instead",
+        "refused: backend 'whisper:quiet' cannot embed text; use an embedding model "
+        "(e.g. hf:minilm, or an openai:/rest: embedding model)",
+        "async chat",
+        "async |stream ",
+    ]
+
+
 def test_the_client_pipeline_applies_to_it(site: Path) -> None:
     """Errors the plugin raises are typed, and its options are validated by llmkit's helper."""
     out = run(

@@ -301,7 +301,7 @@ class AsyncClient(_ClientCore):
         """Answer many inputs, ``concurrency`` at a time, in input order; each input is its
         own call through the pipeline (see :meth:`Client.batch`)."""
         chat_options: dict[str, Any] = dict(options)
-        native = native_batch(self.backend, "abatch")
+        native = native_batch(self.backend)
         concurrency, return_exceptions, progress = batch_settings(
             chat_options, native, self._max_concurrency
         )

@@ -12,9 +12,9 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Awaitable, Sequence, Sized
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ..backends.base import Backend
+from ..backends.base import Backend, SupportsBatch
 from ..errors import ProtocolError
 from ..types import ChatResponse
 
@@ -132,7 +132,7 @@ class Collector:
 
     def _send(self, batch: list[_Waiting]) -> None:
         try:
-            responses = self.backend.batch([w.request for w in batch])  # type: ignore[attr-defined]
+            responses = cast(SupportsBatch, self.backend).batch([w.request for w in batch])
             _check_count(responses, batch, self.backend)
         except BaseException as error:
             for index, waiting in enumerate(batch):
@@ -174,7 +174,7 @@ class AsyncCollector:
         if not live:
             return
         try:
-            responses = await self.backend.abatch([r for r, _ in live])  # type: ignore[attr-defined]
+            responses = await cast(SupportsBatch, self.backend).abatch([r for r, _ in live])
             _check_count(responses, live, self.backend)
         except BaseException as error:
             for index, (_, future) in enumerate(live):
@@ -198,6 +198,6 @@ def _check_count(responses: Sequence[Any], batch: Sized, backend: Backend) -> No
         )
 
 
-def native_batch(backend: Backend, method: str) -> bool:
-    """Whether ``backend`` batches natively (has a callable ``batch``/``abatch``)."""
-    return callable(getattr(backend, method, None))
+def native_batch(backend: Backend) -> bool:
+    """Whether ``backend`` batches natively (implements :class:`SupportsBatch`)."""
+    return isinstance(backend, SupportsBatch)

@@ -22,25 +22,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
 from .. import _telemetry, structured
-from ..backends.base import Backend
+from .._requests import ChatRequest, CompletionRequest, EmbeddingRequest, GenerationParams
+from ..backends.base import (
+    Backend,
+    SupportsCompletion,
+    SupportsEmbedding,
+    no_completion,
+    no_embeddings,
+)
 from ..circuit import CircuitBreaker
 from ..errors import CircuitOpenError, LLMError, TimeoutError, UnsupportedFeatureError
 from ..retry import RetryPolicy, RetryState
 from ..timeouts import Timeout
-from ..types import (
-    ChatRequest,
-    ChatResponse,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    GenerationParams,
-    Message,
-)
+from ..types import ChatResponse, EmbeddingResponse, Message
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
@@ -164,15 +163,19 @@ class _Call:
         capabilities = backend.capabilities
         if self.kind == "embed":
             if not capabilities.embeddings:
-                raise UnsupportedFeatureError(
-                    f"backend {backend.spec!r} cannot embed text; use an embedding model "
-                    "(e.g. hf:minilm, or an openai:/rest: embedding model)"
-                )
+                raise no_embeddings(backend)
             return
         if not getattr(capabilities, "chat", True):
             raise UnsupportedFeatureError(
                 f"{backend.spec!r} is an embedding model: call embed() on it, and use a chat "
                 "model for chat and completion"
+            )
+        if self.kind == "complete" and not capabilities.completion:
+            raise no_completion(backend)
+        if self.stream and not capabilities.streaming:
+            raise UnsupportedFeatureError(
+                f"backend {backend.spec!r} does not stream (capabilities.streaming is off); "
+                "use chat() or complete() instead"
             )
         if self.kind == "chat" and self.params.tools and not capabilities.tools:
             raise UnsupportedFeatureError(
@@ -195,24 +198,16 @@ class _Call:
     def request_for(self, target: _Target) -> ChatRequest | CompletionRequest | EmbeddingRequest:
         """The request for ``target``; :meth:`check_supported` must have passed."""
         backend = target.backend
+        # What every request carries (BaseRequest's keyword fields).
+        common: dict[str, Any] = {
+            "extra": self.extra,
+            "timeout": self.timeout,
+            "deadline": self.deadline,
+        }
         if self.inputs is not None:
-            return EmbeddingRequest(
-                model=backend.model,
-                inputs=self.inputs,
-                dimensions=self.dimensions,
-                extra=self.extra,
-                timeout=self.timeout,
-                deadline=self.deadline,
-            )
+            return EmbeddingRequest(backend.model, self.inputs, self.dimensions, **common)
         if self.kind == "complete":
-            return CompletionRequest(
-                model=backend.model,
-                prompt=self.prompt,
-                params=self.params,
-                extra=self.extra,
-                timeout=self.timeout,
-                deadline=self.deadline,
-            )
+            return CompletionRequest(backend.model, self.prompt, params=self.params, **common)
         params, messages = self.params, self.messages
         if self.response_model is not None and "response_format" not in params.model_fields_set:
             if backend.capabilities.structured_output:
@@ -222,14 +217,7 @@ class _Call:
                 params.model_fields_set.add("response_format")
             else:
                 messages = [structured.instruction_message(self.response_model), *messages]
-        return ChatRequest(
-            model=backend.model,
-            messages=messages,
-            params=params,
-            extra=self.extra,
-            timeout=self.timeout,
-            deadline=self.deadline,
-        )
+        return ChatRequest(backend.model, messages, params=params, **common)
 
 
 # Content part type -> the capability a backend needs to take it.
@@ -311,21 +299,22 @@ class CallPlan:
 
 
 # What one attempt calls on the backend: made once here, not as a lambda per call (every
-# call queued behind max_concurrency would hold one).
+# call queued behind max_concurrency would hold one). The optional abilities are cast, not
+# checked: check_supported() has refused the call unless the capability is on.
 def send_chat(backend: Backend, request: Any) -> ChatResponse:
     return backend.chat(request)
 
 
 def send_complete(backend: Backend, request: Any) -> ChatResponse:
-    return backend.complete(request)
+    return cast(SupportsCompletion, backend).complete(request)
 
 
 def send_embed(backend: Backend, request: Any) -> EmbeddingResponse:
-    return backend.embed(request)  # type: ignore[attr-defined, no-any-return]
+    return cast(SupportsEmbedding, backend).embed(request)
 
 
 def asend_embed(backend: Backend, request: Any) -> Awaitable[EmbeddingResponse]:
-    return backend.aembed(request)  # type: ignore[attr-defined, no-any-return]
+    return cast(SupportsEmbedding, backend).aembed(request)
 
 
 def asend_chat(backend: Backend, request: Any) -> Awaitable[ChatResponse]:
@@ -333,18 +322,18 @@ def asend_chat(backend: Backend, request: Any) -> Awaitable[ChatResponse]:
 
 
 def asend_complete(backend: Backend, request: Any) -> Awaitable[ChatResponse]:
-    return backend.acomplete(request)
+    return cast(SupportsCompletion, backend).acomplete(request)
 
 
 def open_backend_stream(backend: Backend, request: Any) -> Any:
     """The backend's stream for ``request`` (a raw completion streams via
     ``stream_complete``)."""
     if isinstance(request, CompletionRequest):
-        return backend.stream_complete(request)
+        return cast(SupportsCompletion, backend).stream_complete(request)
     return backend.stream(request)
 
 
 def open_backend_astream(backend: Backend, request: Any) -> AsyncIterator[Any]:
     if isinstance(request, CompletionRequest):
-        return backend.astream_complete(request)
+        return cast(SupportsCompletion, backend).astream_complete(request)
     return backend.astream(request)

@@ -111,29 +111,13 @@ class _StreamState(Generic[T]):
             span.fail(error, self._call.attempts)
             return
         response, acc = self._response, self._accumulator
+        reply: ChatResponse | StreamAccumulator | None = None
+        usage: Usage | None = None
         if response is not None:
-            span.stream_done(
-                id=response.id,
-                model=response.model,
-                finish_reason=response.finish_reason,
-                usage=response.usage,
-                request_id=response.request_id,
-                attempts=self._call.attempts,
-                closed_early=not self._finished,
-            )
-            return
-        usage = None
-        if acc is not None:
-            usage = acc.usage or Usage.estimate(self._call.prompt_text(), acc.text)
-        span.stream_done(
-            id=acc.id if acc is not None else None,
-            model=acc.model if acc is not None else None,
-            finish_reason=acc.finish_reason if acc is not None else None,
-            usage=usage,
-            request_id=acc.request_id if acc is not None else None,
-            attempts=self._call.attempts,
-            closed_early=not self._finished,
-        )
+            reply, usage = response, response.usage
+        elif acc is not None:  # closed early: what had accumulated
+            reply, usage = acc, acc.usage or Usage.estimate(self._call.prompt_text(), acc.text)
+        span.stream_done(reply, usage, self._call.attempts, closed_early=not self._finished)
 
     def _budget(self) -> float:
         """Seconds allowed for the next event: first-token budget, then idle, within total."""

@@ -196,7 +196,7 @@ class Client(_ClientCore):
         default ``concurrency`` is 32 (at most ``max_concurrency``), so its batches fill.
         """
         chat_options: dict[str, Any] = dict(options)
-        native = native_batch(self.backend, "batch")
+        native = native_batch(self.backend)
         concurrency, return_exceptions, progress = batch_settings(
             chat_options, native, self._max_concurrency
         )
@@ -209,47 +209,55 @@ class Client(_ClientCore):
             collector = Collector(self.backend, len(inputs), limit)
             op = collector.send
 
-        failed: list[BaseException] = []  # the first error ends the batch
-        indices = iter(range(len(inputs)))
+        def one(index: int) -> None:
+            try:
+                call = self._prepare_chat(inputs[index], dict(chat_options))
+                results[index] = self._chat(call, op)
+            except LLMError as error:
+                if not return_exceptions:
+                    raise  # the first error ends the batch
+                results[index] = error
+            finally:
+                if collector is not None:
+                    collector.finished()
+                tracker.step()
+
+        try:
+            self._each_index(len(inputs), min(concurrency, len(inputs)), one)
+        finally:
+            tracker.close()
+        return results
+
+    def _each_index(self, count: int, workers: int, one: Callable[[int], None]) -> None:
+        """``one(index)`` for each index below ``count``, on ``workers`` threads of the
+        client's pool: a worker per concurrent item, each taking the next index in turn (not a
+        thread per item). The first exception stops the workers after their current item and
+        is raised."""
+        failed: list[BaseException] = []
+        indices = iter(range(count))
         take = threading.Lock()
 
         def work() -> None:
-            # One worker per concurrent input, each answering inputs in turn: a batch costs
-            # `concurrency` tasks on the client's pool, not a thread per input.
             while not failed:
                 with take:
                     index = next(indices, None)
                 if index is None:
                     return
                 try:
-                    call = self._prepare_chat(inputs[index], dict(chat_options))
-                    results[index] = self._chat(call, op)
-                except LLMError as error:
-                    if not return_exceptions:
-                        failed.append(error)
-                        return
-                    results[index] = error
+                    one(index)
                 except BaseException as error:
                     failed.append(error)
                     return
-                finally:
-                    if collector is not None:
-                        collector.finished()
-                    tracker.step()
 
-        pool = self._batch_pool()
-        futures = [pool.submit(work) for _ in range(min(concurrency, len(inputs)))]
+        futures = [self._batch_pool().submit(work) for _ in range(workers)]
         try:
             for future in futures:
                 future.result()
         except BaseException as error:  # interrupted while waiting: the workers stop too
             failed.append(error)
             raise
-        finally:
-            tracker.close()
         if failed:
             raise failed[0]
-        return results
 
     def embed(
         self, inputs: str | Sequence[str], **options: Unpack[EmbedOptions]
@@ -267,26 +275,11 @@ class Client(_ClientCore):
         if workers == 1:
             return merge_embeddings([self._embed_batch(call) for call in calls])
         results: list[EmbeddingResponse | None] = [None] * len(calls)
-        failed: list[BaseException] = []
-        indices = iter(range(len(calls)))
-        take = threading.Lock()
 
-        def work() -> None:  # each worker sends batches in turn until none is left
-            while not failed:
-                with take:
-                    index = next(indices, None)
-                if index is None:
-                    return
-                try:
-                    results[index] = self._embed_batch(calls[index])
-                except BaseException as error:
-                    failed.append(error)  # the other workers stop after their batch
+        def one(index: int) -> None:
+            results[index] = self._embed_batch(calls[index])
 
-        pool = self._batch_pool()
-        for future in [pool.submit(work) for _ in range(workers)]:
-            future.result()
-        if failed:
-            raise failed[0]
+        self._each_index(len(calls), workers, one)
         return merge_embeddings([r for r in results if r is not None])
 
     def _embed_batch(self, call: _Call) -> EmbeddingResponse:

@@ -13,7 +13,6 @@ import base64
 import binascii
 import sys
 from array import array
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ProtocolError
@@ -63,27 +62,39 @@ def _vectors(items: Any, count: int, backend: str, model: str) -> list[list[floa
 
 
 def _response(
-    vectors: list[list[float]], model: str, backend: str, usage: Usage
+    items: Any,
+    request: EmbeddingRequest,
+    *,
+    backend: str,
+    model: str,
+    reply_model: Any = None,
+    prompt_tokens: Any = None,
 ) -> EmbeddingResponse:
+    """The response of every wire format: ``items`` checked to be one vector per input; the
+    server's token count when it sent one, else an estimate."""
+    vectors = _vectors(items, len(request.inputs), backend, model)
+    if isinstance(prompt_tokens, int):
+        usage = Usage(prompt_tokens=prompt_tokens)
+    else:
+        usage = Usage(prompt_tokens=sum(estimate_tokens(t) for t in request.inputs), estimated=True)
     # model_construct: validating millions of floats one by one would cost more than the
     # request; _vectors has checked the structure.
     return EmbeddingResponse.model_construct(
-        vectors=vectors, model=model, backend=backend, usage=usage, request_id=None
+        vectors=vectors, model=str(reply_model or model), backend=backend, usage=usage
     )
 
 
-def _usage(prompt_tokens: Any, inputs: Sequence[str]) -> Usage:
-    if isinstance(prompt_tokens, int):
-        return Usage(prompt_tokens=prompt_tokens)
-    return Usage(prompt_tokens=sum(estimate_tokens(t) for t in inputs), estimated=True)
+def _body(request: EmbeddingRequest, fields: dict[str, Any]) -> dict[str, Any]:
+    """The body of every wire format: its own ``fields``, then ``dimensions`` when asked for,
+    then the caller's pass-through ``extra``."""
+    if request.dimensions is not None:
+        fields["dimensions"] = request.dimensions
+    fields.update(request.extra)
+    return fields
 
 
 def openai_embedding_body(request: EmbeddingRequest, model: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "input": request.inputs, "encoding_format": "base64"}
-    if request.dimensions is not None:
-        body["dimensions"] = request.dimensions
-    body.update(request.extra)
-    return body
+    return _body(request, {"model": model, "input": request.inputs, "encoding_format": "base64"})
 
 
 def parse_openai_embeddings(
@@ -92,9 +103,8 @@ def parse_openai_embeddings(
     """An OpenAI ``list`` of ``embedding`` objects, put back in input order by ``index``."""
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise _problem("no 'data' list", backend, model)
-    items = data["data"]
     try:
-        ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
+        ordered = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
         vectors: list[Any] = []
         for item in ordered:
             embedding = item["embedding"]
@@ -104,41 +114,29 @@ def parse_openai_embeddings(
     except (AttributeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise _problem(f"{type(exc).__name__}: {exc}", backend, model) from None
     usage = data.get("usage")
-    prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     return _response(
-        _vectors(vectors, len(request.inputs), backend, model),
-        str(data.get("model") or model),
-        backend,
-        _usage(prompt_tokens, request.inputs),
+        vectors,
+        request,
+        backend=backend,
+        model=model,
+        reply_model=data.get("model"),
+        prompt_tokens=usage.get("prompt_tokens") if isinstance(usage, dict) else None,
     )
 
 
 def tei_embed_body(request: EmbeddingRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {"inputs": request.inputs}
-    if request.dimensions is not None:
-        body["dimensions"] = request.dimensions
-    body.update(request.extra)
-    return body
+    return _body(request, {"inputs": request.inputs})
 
 
 def parse_tei_embed(
     data: Any, request: EmbeddingRequest, *, backend: str, model: str
 ) -> EmbeddingResponse:
     """TEI answers a bare list of vectors and no token count."""
-    return _response(
-        _vectors(data, len(request.inputs), backend, model),
-        model,
-        backend,
-        _usage(None, request.inputs),
-    )
+    return _response(data, request, backend=backend, model=model)
 
 
 def ollama_embed_body(request: EmbeddingRequest, model: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "input": request.inputs}
-    if request.dimensions is not None:
-        body["dimensions"] = request.dimensions
-    body.update(request.extra)
-    return body
+    return _body(request, {"model": model, "input": request.inputs})
 
 
 def parse_ollama_embed(
@@ -147,8 +145,10 @@ def parse_ollama_embed(
     if not isinstance(data, dict):
         raise _problem("not a JSON object", backend, model)
     return _response(
-        _vectors(data.get("embeddings"), len(request.inputs), backend, model),
-        str(data.get("model") or model),
-        backend,
-        _usage(data.get("prompt_eval_count"), request.inputs),
+        data.get("embeddings"),
+        request,
+        backend=backend,
+        model=model,
+        reply_model=data.get("model"),
+        prompt_tokens=data.get("prompt_eval_count"),
     )

@@ -99,13 +99,7 @@ def chat_payload(
         "messages": wire_messages(request.messages),
     }
     payload.update(request.params.given())
-    if stream:
-        payload["stream"] = True
-        if include_usage:
-            payload["stream_options"] = {"include_usage": True}
-    # Pass-through options last: they are the caller's explicit escape hatch.
-    payload.update(request.extra)
-    return payload
+    return _finish_payload(payload, request.extra, stream, include_usage)
 
 
 def completion_payload(
@@ -121,11 +115,18 @@ def completion_payload(
     for unsupported in ("tools", "tool_choice", "response_format"):
         given.pop(unsupported, None)
     payload.update(given)
+    return _finish_payload(payload, request.extra, stream, include_usage)
+
+
+def _finish_payload(
+    payload: dict[str, Any], extra: dict[str, Any], stream: bool, include_usage: bool
+) -> dict[str, Any]:
     if stream:
         payload["stream"] = True
         if include_usage:
             payload["stream_options"] = {"include_usage": True}
-    payload.update(request.extra)
+    # Pass-through options last: they are the caller's explicit escape hatch.
+    payload.update(extra)
     return payload
 
 

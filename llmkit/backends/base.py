@@ -1,12 +1,29 @@
-"""The backend protocol: the one interface every adapter implements.
+"""The backend protocol: the small interface every adapter implements.
 
-This module is the spec other code relies on; keep it small and stable. A backend turns a
-:class:`~llmkit.types.ChatRequest` into a :class:`~llmkit.types.ChatResponse` (``chat``) or
-into a sequence of :data:`~llmkit.types.StreamEvent` (``stream``), and a raw-prompt
-:class:`~llmkit.types.CompletionRequest` into the same two shapes (``complete``,
-``stream_complete``), in sync and async forms. Backends that cannot complete raw prompts
-inherit :class:`BaseBackend`'s defaults, which raise
-:class:`~llmkit.errors.UnsupportedFeatureError` before anything is sent.
+This module is the spec other code relies on; keep it small and stable. A backend has a
+required part and optional abilities:
+
+* **Required** (:class:`Backend`): ``name``, ``model``, ``capabilities`` and ``spec``; ``chat``
+  turns a :class:`~llmkit.types.ChatRequest` into a :class:`~llmkit.types.ChatResponse`,
+  ``stream`` into a sequence of :data:`~llmkit.types.StreamEvent`, each in sync and async
+  forms (``achat``, ``astream``); ``close`` / ``aclose`` release what it holds.
+* **Optional**, each a small protocol of its own: raw completion
+  (:class:`SupportsCompletion`: ``complete``, ``stream_complete`` and their async forms, for
+  a :class:`~llmkit.types.CompletionRequest`), embeddings (:class:`SupportsEmbedding`),
+  a native batch of requests (:class:`SupportsBatch`), loading ahead of the first call
+  (:class:`SupportsLoad`) and the URL it sends to, for telemetry (:class:`SupportsServerURL`).
+  The client sends raw completions only to a backend whose ``capabilities.completion`` is on,
+  and texts to embed only where ``capabilities.embeddings`` is; streams only where
+  ``capabilities.streaming`` is (see :class:`Capabilities`). Anything else is refused with
+  :class:`~llmkit.errors.UnsupportedFeatureError` before any backend method is called.
+
+:class:`BaseBackend` is the convenient way to implement it: it gives the async forms (the sync
+ones in a worker thread), ``close``, ``spec``, ``server_url = None`` and defaults for
+``complete`` / ``stream_complete`` / ``embed`` that raise
+:class:`~llmkit.errors.UnsupportedFeatureError`. A backend that does not subclass it
+implements the required part and whichever abilities it has (``isinstance(b, Backend)``
+checks that the required methods exist).
+
 Retries, fallbacks, timeouts across attempts, usage estimation and input normalisation are
 the client's job, not the backend's: a backend makes exactly one attempt per call and maps
 its failures to :mod:`llmkit.errors` at one place.
@@ -24,50 +41,59 @@ bridge of :class:`BaseBackend` carries it unchanged); a stream the caller closes
 end has no request id.
 
 A backend is constructed as ``BackendClass(model, **options)`` and must reject unknown or
-invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_options`).
+invalid options with :class:`~llmkit.errors.ConfigError` (see :func:`validate_options`). It
+is found by spec string (``"name:model"``) once registered: :func:`llmkit.register_backend`,
+or the ``llmkit.backends`` entry-point group of an installed distribution (see
+``examples/third_party_backend``).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
+from .._requests import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..errors import ConfigError, InvalidInputError, UnsupportedFeatureError
-from ..types import (
-    ChatRequest,
-    ChatResponse,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    StreamEvent,
-)
+from ..types import ChatResponse, EmbeddingResponse, StreamEvent
 
-__all__ = ["Backend", "BaseBackend", "Capabilities", "validate_options"]
+__all__ = [
+    "Backend",
+    "BaseBackend",
+    "Capabilities",
+    "SupportsBatch",
+    "SupportsCompletion",
+    "SupportsEmbedding",
+    "SupportsLoad",
+    "SupportsServerURL",
+    "validate_options",
+]
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do; the client checks these before sending anything."""
+    """What a backend can do. The client checks ``chat``, ``streaming``, ``completion``,
+    ``tools``, ``vision``, ``audio``, ``files`` and ``embeddings`` before sending anything;
+    ``structured_output`` chooses how a response model is asked for."""
 
     chat: bool = True  # chat()/complete(): False for embedding-only models
-    streaming: bool = True
+    streaming: bool = True  # stream() (and stream_complete() where completion is on)
     tools: bool = False
     structured_output: bool = False  # honours a JSON-schema response_format natively
-    completion: bool = False  # raw prompt -> continuation (complete())
+    completion: bool = False  # raw prompt -> continuation: implements SupportsCompletion
     vision: bool = False  # image parts in messages
     audio: bool = False  # audio parts (input_audio) in messages
     files: bool = False  # file parts (PDF) in messages
-    embeddings: bool = False  # embed(): texts -> vectors
+    embeddings: bool = False  # embed(): texts -> vectors: implements SupportsEmbedding
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """The interface every backend implements."""
+    """The required part of every backend: chat and stream, sync and async, and close."""
 
     name: ClassVar[str]
     model: str
@@ -86,6 +112,16 @@ class Backend(Protocol):
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsCompletion(Protocol):
+    """Optional: raw completion (``prompt -> continuation``). The client calls these only on
+    a backend whose ``capabilities.completion`` is on."""
+
     def complete(self, request: CompletionRequest) -> ChatResponse: ...
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse: ...
@@ -94,9 +130,47 @@ class Backend(Protocol):
 
     def astream_complete(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]: ...
 
-    def close(self) -> None: ...
 
-    async def aclose(self) -> None: ...
+@runtime_checkable
+class SupportsEmbedding(Protocol):
+    """Optional: texts to vectors, one batch a call. The client calls these only on a backend
+    whose ``capabilities.embeddings`` is on; how many batches of one ``embed()`` it sends at
+    once is the backend's ``embed_concurrency`` where it has one (see :class:`BaseBackend`)."""
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse: ...
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse: ...
+
+
+@runtime_checkable
+class SupportsBatch(Protocol):
+    """Optional: a native batch. ``Client.batch()`` hands the chat requests that are ready
+    together to ``batch`` (``AsyncClient.batch()`` to ``abatch``), which answers each, in
+    order; every input still runs its own retries, hooks and request slot."""
+
+    def batch(self, requests: Sequence[ChatRequest | CompletionRequest]) -> list[ChatResponse]: ...
+
+    async def abatch(
+        self, requests: Sequence[ChatRequest | CompletionRequest]
+    ) -> list[ChatResponse]: ...
+
+
+@runtime_checkable
+class SupportsLoad(Protocol):
+    """Optional: load ahead of the first call (``llmkit chat`` loads a local model before
+    it prompts, so the first answer is not slow for the load)."""
+
+    def load(self) -> object: ...
+
+
+@runtime_checkable
+class SupportsServerURL(Protocol):
+    """Optional: the URL a backend sends to, named on telemetry spans as ``server.address``
+    and ``server.port``; ``None`` when it is not one known URL (in-process, or several
+    replicas)."""
+
+    @property
+    def server_url(self) -> str | None: ...
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -146,9 +220,10 @@ class BaseBackend:
     """Convenience base class: sensible defaults for the optional parts of the protocol.
 
     Subclasses set ``name`` and ``capabilities`` and implement ``chat`` and ``stream``
-    (and ``complete`` / ``stream_complete`` where they take raw prompts). The async methods
-    default to running the sync ones in a worker thread, so a sync-only backend never blocks
-    the event loop; native async backends override them.
+    (and ``complete`` / ``stream_complete`` where they take raw prompts, with
+    ``capabilities.completion`` on). The async methods default to running the sync ones in a
+    worker thread, so a sync-only backend never blocks the event loop; native async backends
+    override them.
     """
 
     name: ClassVar[str] = "base"
@@ -166,6 +241,11 @@ class BaseBackend:
     def spec(self) -> str:
         return f"{self.name}:{self.model}"
 
+    @property
+    def server_url(self) -> str | None:
+        """The URL this backend sends to (:class:`SupportsServerURL`); ``None`` here."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
 
@@ -176,21 +256,16 @@ class BaseBackend:
         raise NotImplementedError
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
-        raise self._no_completion()
+        raise no_completion(self)
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[StreamEvent]:
         """Raises :class:`~llmkit.errors.UnsupportedFeatureError` at once (nothing is sent):
         the same error as :meth:`complete` for a backend without raw completion, and one that
         points to ``complete()`` for a backend that completes but does not stream it."""
         if type(self).complete is BaseBackend.complete:
-            raise self._no_completion()
+            raise no_completion(self)
         raise UnsupportedFeatureError(
             f"backend {self.name!r} does not stream raw completions; use complete() instead"
-        )
-
-    def _no_completion(self) -> UnsupportedFeatureError:
-        return UnsupportedFeatureError(
-            f"backend {self.name!r} does not support raw completion; use chat() instead"
         )
 
     # asyncio is imported in the async methods: a sync-only program never needs it.
@@ -216,10 +291,7 @@ class BaseBackend:
     def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """Vectors for ``request.inputs`` (one batch). Optional: backends that embed set
         ``capabilities.embeddings`` and override this and :meth:`aembed`."""
-        raise UnsupportedFeatureError(
-            f"backend {self.spec!r} cannot embed text; use an embedding model "
-            "(e.g. hf:minilm, or an openai:/rest: embedding model)"
-        )
+        raise no_embeddings(self)
 
     async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         import asyncio
@@ -231,6 +303,21 @@ class BaseBackend:
 
     async def aclose(self) -> None:
         self.close()
+
+
+def no_completion(backend: Backend) -> UnsupportedFeatureError:
+    """The error for a raw completion asked of a backend without that ability."""
+    return UnsupportedFeatureError(
+        f"backend {backend.name!r} does not support raw completion; use chat() instead"
+    )
+
+
+def no_embeddings(backend: Backend) -> UnsupportedFeatureError:
+    """The error for texts to embed sent to a backend without that ability."""
+    return UnsupportedFeatureError(
+        f"backend {backend.spec!r} cannot embed text; use an embedding model "
+        "(e.g. hf:minilm, or an openai:/rest: embedding model)"
+    )
 
 
 RequestT = TypeVar("RequestT", ChatRequest, CompletionRequest)

@@ -236,7 +236,7 @@ class FakeBackend(BaseBackend):
             )
         self._sleep(seconds)
 
-    def chat(self, request: ChatRequest) -> ChatResponse:
+    def chat(self, request: ChatRequest | CompletionRequest) -> ChatResponse:
         item = self._next(request)
         if isinstance(item, ChatResponse):
             return item.model_copy(deep=True)
@@ -244,11 +244,8 @@ class FakeBackend(BaseBackend):
         return item.response(self.model, self.spec)
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
-        item = self._next(request)
-        if isinstance(item, ChatResponse):
-            return item.model_copy(deep=True)
-        self._wait(item.delay, request, request.timeout.first_token)
-        return item.response(self.model, self.spec)
+        """The next script item, exactly as :meth:`chat` answers it."""
+        return self.chat(request)
 
     def _events(self, request: ChatRequest | CompletionRequest) -> tuple[Reply, list[StreamEvent]]:
         item = self._next(request)
@@ -276,7 +273,7 @@ class FakeBackend(BaseBackend):
         finally:
             self.closed_streams += 1
 
-    async def achat(self, request: ChatRequest) -> ChatResponse:
+    async def achat(self, request: ChatRequest | CompletionRequest) -> ChatResponse:
         item = self._next(request)
         if isinstance(item, ChatResponse):
             return item.model_copy(deep=True)
@@ -285,12 +282,7 @@ class FakeBackend(BaseBackend):
         return item.response(self.model, self.spec)
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
-        item = self._next(request)
-        if isinstance(item, ChatResponse):
-            return item.model_copy(deep=True)
-        if item.delay:
-            await asyncio.sleep(item.delay)
-        return item.response(self.model, self.spec)
+        return await self.achat(request)
 
     async def astream(self, request: ChatRequest | CompletionRequest) -> AsyncIterator[StreamEvent]:
         # Real sleeps here: the async client's budgets (asyncio.wait_for) are what is tested.

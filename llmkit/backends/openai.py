@@ -42,6 +42,7 @@ import openai.resources.responses  # lazily exported in 3.x; imported for its si
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
+from .._requests import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -56,14 +57,7 @@ from ..errors import (
 )
 from ..streaming import with_request_id
 from ..timeouts import Timeout
-from ..types import (
-    ChatRequest,
-    ChatResponse,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    StreamEvent,
-)
+from ..types import ChatResponse, EmbeddingResponse, StreamEvent
 from ._embeddings_wire import openai_embedding_body, parse_openai_embeddings
 from ._openai_responses import ResponsesStreamState
 from ._openai_wire import (
@@ -726,6 +720,10 @@ class OpenAIBackend(_OpenAIBase):
             http_client=http_client,
         )
 
+    @property
+    def server_url(self) -> str:
+        return self._base_url or "https://api.openai.com/v1"
+
     def __repr__(self) -> str:
         where = f", base_url={self._base_url!r}" if self._base_url else ""
         return f"OpenAIBackend(model={self.model!r}{where})"
@@ -787,6 +785,10 @@ class AzureOpenAIBackend(_OpenAIBase):
             max_retries=0,
             http_client=http_client,
         )
+
+    @property
+    def server_url(self) -> str:
+        return self._endpoint
 
     def __repr__(self) -> str:
         return f"AzureOpenAIBackend(deployment={self.model!r}, endpoint={self._endpoint!r})"

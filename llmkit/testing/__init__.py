@@ -5,8 +5,9 @@
 * :class:`Reply`: a scripted answer with stream chunks, tool calls, delays or failures.
 * :func:`fake_client` / :func:`fake_async_client`: shortcuts that build both at once.
 * :func:`instant_retry`: a retry policy that never really sleeps (and records the waits).
-* :func:`cassette`: record what a real backend answered once, replay it offline afterwards
-  (see docs/testing.md); the pytest plugin is :mod:`llmkit.testing.pytest_plugin`.
+* :class:`cassette` (``cassette(path, ...)``): record what a real backend answered once,
+  replay it offline afterwards (see docs/testing.md); the pytest plugin is
+  :mod:`llmkit.testing.pytest_plugin`.
 """
 
 from __future__ import annotations

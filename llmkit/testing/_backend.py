@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -94,6 +95,24 @@ class BackendRecording:
         self.events: list[dict[str, Any]] | None = None
         self.error: dict[str, Any] | None = None
 
+    @contextmanager
+    def failures(self) -> Iterator[BackendRecording]:
+        """Record the llmkit error the real backend raised (and let it propagate)."""
+        try:
+            yield self
+        except _errors.LLMError as exc:
+            self.error = _error_json(exc)
+            raise
+
+    def returned(self, result: Any) -> Any:
+        self.result = {"type": type(result).__name__, "value": _jsonable(result)}
+        return result
+
+    def streamed(self, event: Any) -> Any:
+        assert self.events is not None
+        self.events.append(_jsonable(event))
+        return event
+
     def to_json(self, redactor: Redactor) -> dict[str, Any]:
         out: dict[str, Any] = {"request": self.request}
         if self.result is not None:
@@ -159,18 +178,20 @@ class CassetteBackend(BaseBackend):
             raise _error_from_json(stored["error"])
         return _value_from_json(stored["result"])
 
-    def _start(self, view: dict[str, Any]) -> BackendRecording:
+    def _start(self, view: dict[str, Any], *, streamed: bool = False) -> BackendRecording:
         recording = BackendRecording(view)
+        if streamed:
+            recording.events = []
         self._cassette.add(recording)
         return recording
 
     @staticmethod
-    def _replayed_events(stored: dict[str, Any]) -> tuple[list[Any], _errors.LLMError | None]:
+    def _replayed_events(stored: dict[str, Any]) -> Iterator[Any]:
+        """The recorded events, then the recorded error (raised) if the stream failed."""
+        yield from _events_from_json(list(stored.get("events") or []))
         error = stored.get("error")
-        return (
-            _events_from_json(list(stored.get("events") or [])),
-            _error_from_json(error) if error is not None else None,
-        )
+        if error is not None:
+            raise _error_from_json(error)
 
     # -- whole answers
 
@@ -178,27 +199,15 @@ class CassetteBackend(BaseBackend):
         view, stored = self._lookup(call, request)
         if stored is not None:
             return self._answer(stored)
-        recording = self._start(view)
-        try:
-            result = getattr(self.real(), call)(request)
-        except _errors.LLMError as exc:
-            recording.error = _error_json(exc)
-            raise
-        recording.result = {"type": type(result).__name__, "value": _jsonable(result)}
-        return result
+        with self._start(view).failures() as recording:
+            return recording.returned(getattr(self.real(), call)(request))
 
     async def _acall(self, call: str, request: Any) -> Any:
         view, stored = self._lookup(call, request)
         if stored is not None:
             return self._answer(stored)
-        recording = self._start(view)
-        try:
-            result = await getattr(self.real(), "a" + call)(request)
-        except _errors.LLMError as exc:
-            recording.error = _error_json(exc)
-            raise
-        recording.result = {"type": type(result).__name__, "value": _jsonable(result)}
-        return result
+        with self._start(view).failures() as recording:
+            return recording.returned(await getattr(self.real(), "a" + call)(request))
 
     def chat(self, request: _types.ChatRequest) -> _types.ChatResponse:
         return self._call("chat", request)  # type: ignore[no-any-return]
@@ -223,21 +232,14 @@ class CassetteBackend(BaseBackend):
     def _stream(self, call: str, request: Any) -> Iterator[_types.StreamEvent]:
         view, stored = self._lookup(call, request)
         if stored is not None:
-            events, error = self._replayed_events(stored)
-            yield from events
-            if error is not None:
-                raise error
+            yield from self._replayed_events(stored)
             return
-        recording = self._start(view)
-        recording.events = []
+        recording = self._start(view, streamed=True)
         stream = getattr(self.real(), call)(request)
         try:
-            for event in stream:
-                recording.events.append(_jsonable(event))
-                yield event
-        except _errors.LLMError as exc:
-            recording.error = _error_json(exc)
-            raise
+            with recording.failures():
+                for event in stream:
+                    yield recording.streamed(event)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:  # left early: stop the real generation too
@@ -246,22 +248,15 @@ class CassetteBackend(BaseBackend):
     async def _astream(self, call: str, request: Any) -> AsyncIterator[_types.StreamEvent]:
         view, stored = self._lookup(call, request)
         if stored is not None:
-            events, error = self._replayed_events(stored)
-            for event in events:
+            for event in self._replayed_events(stored):
                 yield event
-            if error is not None:
-                raise error
             return
-        recording = self._start(view)
-        recording.events = []
+        recording = self._start(view, streamed=True)
         stream = getattr(self.real(), "a" + call)(request)
         try:
-            async for event in stream:
-                recording.events.append(_jsonable(event))
-                yield event
-        except _errors.LLMError as exc:
-            recording.error = _error_json(exc)
-            raise
+            with recording.failures():
+                async for event in stream:
+                    yield recording.streamed(event)
         finally:
             close = getattr(stream, "aclose", None)
             if close is not None:

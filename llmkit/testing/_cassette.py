@@ -77,12 +77,37 @@ class CassetteMiss(CassetteError):
 
 
 class Cassette:
-    """A cassette file and the recording or replaying it does while active.
+    """A cassette file and the recording or replaying it does while active: record the
+    model's answers into ``path`` once, then replay them offline.
 
-    Use :func:`cassette` to make one; it is a context manager (sync and async), and a
-    decorator for sync and async functions. While active it applies to every llmkit client
-    in the process, including clients built before it started (for ``hf:`` and the other
-    in-process ``backends``, the client must be built inside it).
+    Made as ``cassette(path, ...)`` (the same class); it is a context manager (sync and
+    async), and a decorator for sync and async functions. While active it applies to every
+    llmkit client in the process, including clients built before it started (for ``hf:`` and
+    the other in-process ``backends``, the client must be built inside it).
+
+    Args:
+        path: the JSON file.
+        record: ``"once"`` (default), ``"none"``, ``"all"`` or ``"new_episodes"`` (see the
+            module docstring).
+        match_on: the parts of an HTTP request that must be equal: ``method``, ``scheme``,
+            ``host``, ``port``, ``path``, ``query``, ``body`` (default: all of them). Drop
+            ``host`` and ``port`` when the server's address changes between runs.
+        ignore_fields: JSON body fields left out of the comparison, as dotted paths
+            (``"user"``, ``"metadata.trace_id"``, ``"messages.name"`` for every message).
+        match: ``match(recorded, request) -> bool`` replaces the comparison; both are request
+            dicts as stored in the file (``method``, ``url``, ``headers``, ``json``/``text``;
+            or ``backend``, ``call``, ``json`` for an in-process backend).
+        secrets: values never written (masked wherever they appear). Credentials in the
+            ``Authorization``, ``api-key`` and ``x-api-key`` headers, ``key``-like query
+            parameters and environment variables named ``*_API_KEY``, ``*_TOKEN``,
+            ``*_SECRET``, ``*_PASSWORD`` are masked without being listed.
+        filter_headers: more header names whose values are secrets.
+        filter_query: more query parameter names whose values are secrets.
+        realtime: replay at the recorded pace (the wait for the headers and between stream
+            chunks) instead of at once.
+        allow_repeats: let a recorded interaction answer again once every match was played
+            (by default each answers once, so a retried request gets what the retry got).
+        backends: in-process backends recorded at the call level (their calls send no HTTP).
     """
 
     def __init__(
@@ -349,56 +374,6 @@ class Cassette:
             self._capabilities[spec] = {"capabilities": capabilities}
 
 
-def cassette(
-    path: str | os.PathLike[str],
-    *,
-    record: RecordMode = "once",
-    match_on: Sequence[str] = DEFAULT_MATCH_ON,
-    ignore_fields: Sequence[str] = (),
-    match: Matcher | None = None,
-    secrets: Iterable[str | None] = (),
-    filter_headers: Iterable[str] = (),
-    filter_query: Iterable[str] = (),
-    realtime: bool = False,
-    allow_repeats: bool = False,
-    backends: Iterable[str] = ("hf",),
-) -> Cassette:
-    """Record the model's answers into ``path`` once, then replay them offline.
-
-    Args:
-        path: the JSON file.
-        record: ``"once"`` (default), ``"none"``, ``"all"`` or ``"new_episodes"`` (see the
-            module docstring).
-        match_on: the parts of an HTTP request that must be equal: ``method``, ``scheme``,
-            ``host``, ``port``, ``path``, ``query``, ``body`` (default: all of them). Drop
-            ``host`` and ``port`` when the server's address changes between runs.
-        ignore_fields: JSON body fields left out of the comparison, as dotted paths
-            (``"user"``, ``"metadata.trace_id"``, ``"messages.name"`` for every message).
-        match: ``match(recorded, request) -> bool`` replaces the comparison; both are request
-            dicts as stored in the file (``method``, ``url``, ``headers``, ``json``/``text``;
-            or ``backend``, ``call``, ``json`` for an in-process backend).
-        secrets: values never written (masked wherever they appear). Credentials in the
-            ``Authorization``, ``api-key`` and ``x-api-key`` headers, ``key``-like query
-            parameters and environment variables named ``*_API_KEY``, ``*_TOKEN``,
-            ``*_SECRET``, ``*_PASSWORD`` are masked without being listed.
-        filter_headers: more header names whose values are secrets.
-        filter_query: more query parameter names whose values are secrets.
-        realtime: replay at the recorded pace (the wait for the headers and between stream
-            chunks) instead of at once.
-        allow_repeats: let a recorded interaction answer again once every match was played
-            (by default each answers once, so a retried request gets what the retry got).
-        backends: in-process backends recorded at the call level (their calls send no HTTP).
-    """
-    return Cassette(
-        path,
-        record=record,
-        match_on=match_on,
-        ignore_fields=ignore_fields,
-        match=match,
-        secrets=secrets,
-        filter_headers=filter_headers,
-        filter_query=filter_query,
-        realtime=realtime,
-        allow_repeats=allow_repeats,
-        backends=backends,
-    )
+cassette = Cassette
+"""``cassette(path, ...)`` makes a :class:`Cassette`: record the model's answers into ``path``
+once, then replay them offline (the arguments are :class:`Cassette`'s)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -62,13 +63,23 @@ class HttpRecording:
         self.chunks.append(data)
         self.times.append(time.monotonic() - self._start)
 
-    def fail(self, exc: BaseException) -> None:
-        self.error = _error_json(exc)
-
-    def cancelled(self) -> None:
-        # The async client enforces its first-token, idle and total budgets by cancelling the
-        # read; replayed, that is the read timeout a sync client meets at the same point.
-        self.error = {"type": "ReadTimeout", "message": "the caller's timeout cancelled the read"}
+    @contextmanager
+    def failures(self) -> Iterator[None]:
+        """Record how the real transport failed (sending, or reading the body), and let the
+        error propagate."""
+        try:
+            yield
+        except httpx.TransportError as exc:
+            self.error = _error_json(exc)
+            raise
+        except asyncio.CancelledError:
+            # The async client enforces its first-token, idle and total budgets by cancelling
+            # the read; replayed, that is the read timeout a sync client meets at that point.
+            self.error = {
+                "type": "ReadTimeout",
+                "message": "the caller's timeout cancelled the read",
+            }
+            raise
 
     def to_json(self, redactor: Redactor) -> dict[str, Any]:
         out: dict[str, Any] = {"request": self.request}
@@ -103,25 +114,16 @@ class _RecordingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         self._recording = recording
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
+        with self._recording.failures():
             for chunk in self._inner:
                 self._recording.chunk(chunk)
                 yield chunk
-        except httpx.TransportError as exc:
-            self._recording.fail(exc)
-            raise
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with self._recording.failures():
             async for chunk in self._inner:
                 self._recording.chunk(chunk)
                 yield chunk
-        except httpx.TransportError as exc:
-            self._recording.fail(exc)
-            raise
-        except asyncio.CancelledError:
-            self._recording.cancelled()
-            raise
 
     def close(self) -> None:
         self._inner.close()
@@ -189,9 +191,40 @@ def _replay(
     return replayed, None, float(response.get("elapsed") or 0.0) if realtime else 0.0
 
 
-def _for_recording(request: httpx.Request) -> None:
-    # An uncompressed body records as readable text; the replay is the same either way.
-    request.headers["accept-encoding"] = "identity"
+class _Exchange:
+    """One request through a cassette, without I/O: replayed from what is stored, or recorded
+    from the real transport's answer. The sync and async transports only read the body, wait
+    and send."""
+
+    __slots__ = ("error", "recording", "replayed", "start", "wait")
+
+    def __init__(self, cassette: Cassette, request: httpx.Request) -> None:
+        view = request_to_json(request, cassette.redactor)
+        stored = cassette.find(view)  # raises CassetteMiss when it may not record
+        self.recording: HttpRecording | None = None
+        self.replayed: httpx.Response | None = None
+        self.error: httpx.TransportError | None = None
+        self.wait = self.start = 0.0
+        if stored is not None:
+            self.replayed, self.error, self.wait = _replay(stored, request, cassette.realtime)
+            return
+        self.recording = HttpRecording(view)
+        cassette.add(self.recording)
+        # An uncompressed body records as readable text; the replay is the same either way.
+        request.headers["accept-encoding"] = "identity"
+        self.start = time.monotonic()
+
+    def replay(self) -> httpx.Response:
+        if self.error is not None:
+            raise self.error
+        assert self.replayed is not None
+        return self.replayed
+
+    def record(self, response: httpx.Response) -> httpx.Response:
+        assert self.recording is not None
+        self.recording.respond(response, time.monotonic() - self.start)
+        response.stream = _RecordingStream(response.stream, self.recording)
+        return response
 
 
 class CassetteTransport(TapTransport):
@@ -203,33 +236,17 @@ class CassetteTransport(TapTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
-        cassette = self.cassette
-        view = request_to_json(request, cassette.redactor)
-        stored = cassette.find(view)  # raises CassetteMiss when it may not record
-        if stored is not None:
-            response, error, wait = _replay(stored, request, cassette.realtime)
-            if wait:
-                time.sleep(wait)
-            if error is not None:
-                raise error
-            assert response is not None
-            return response
-        recording = HttpRecording(view)
-        cassette.add(recording)
-        _for_recording(request)
-        start = time.monotonic()
-        try:
-            response = self.inner.handle_request(request)
-        except httpx.TransportError as exc:
-            recording.fail(exc)
-            raise
-        recording.respond(response, time.monotonic() - start)
-        response.stream = _RecordingStream(response.stream, recording)
-        return response
+        exchange = _Exchange(self.cassette, request)
+        if exchange.recording is None:
+            if exchange.wait:
+                time.sleep(exchange.wait)
+            return exchange.replay()
+        with exchange.recording.failures():
+            return exchange.record(self.inner.handle_request(request))
 
 
 class AsyncCassetteTransport(AsyncTapTransport):
-    """Async twin of :class:`CassetteTransport` (the decisions live in the cassette)."""
+    """Async twin of :class:`CassetteTransport` (the decisions live in :class:`_Exchange`)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, cassette: Cassette) -> None:
         super().__init__(inner)
@@ -237,29 +254,10 @@ class AsyncCassetteTransport(AsyncTapTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
-        cassette = self.cassette
-        view = request_to_json(request, cassette.redactor)
-        stored = cassette.find(view)
-        if stored is not None:
-            response, error, wait = _replay(stored, request, cassette.realtime)
-            if wait:
-                await asyncio.sleep(wait)
-            if error is not None:
-                raise error
-            assert response is not None
-            return response
-        recording = HttpRecording(view)
-        cassette.add(recording)
-        _for_recording(request)
-        start = time.monotonic()
-        try:
-            response = await self.inner.handle_async_request(request)
-        except httpx.TransportError as exc:
-            recording.fail(exc)
-            raise
-        except asyncio.CancelledError:
-            recording.cancelled()
-            raise
-        recording.respond(response, time.monotonic() - start)
-        response.stream = _RecordingStream(response.stream, recording)
-        return response
+        exchange = _Exchange(self.cassette, request)
+        if exchange.recording is None:
+            if exchange.wait:
+                await asyncio.sleep(exchange.wait)
+            return exchange.replay()
+        with exchange.recording.failures():
+            return exchange.record(await self.inner.handle_async_request(request))

@@ -1,18 +1,27 @@
 """An example third-party backend: it "answers" with the last user message in capitals.
 
-It shows the whole contract a backend implements (see :mod:`llmkit.backends.base`):
+It shows the contract a backend implements (the spec is :mod:`llmkit.backends.base`):
 
-* subclass :class:`~llmkit.backends.base.BaseBackend`, set ``name`` and ``capabilities``;
+* subclass :class:`~llmkit.backends.base.BaseBackend`, set ``name`` and ``capabilities``
+  (``llmkit_shout.plain`` shows the same without the base class: the protocol's required
+  part written out);
 * accept ``(model, **options)`` and reject unknown options with ``ConfigError``
   (:func:`~llmkit.backends.base.validate_options` does it from a pydantic model);
 * implement ``chat`` (one attempt, errors mapped to :mod:`llmkit.errors`) and ``stream``
   (a generator whose last event is a ``FinishEvent``). The async forms default to running
-  these in a worker thread; retries, timeouts, fallbacks and hooks are the client's job.
+  these in a worker thread; retries, timeouts, fallbacks and hooks are the client's job;
+* declare optional abilities and nothing more: this backend leaves
+  ``capabilities.completion`` off and implements no ``complete()``, so the client refuses a
+  raw completion with ``UnsupportedFeatureError`` before calling it. A backend that takes
+  raw prompts turns it on and implements ``complete`` / ``stream_complete``
+  (:class:`~llmkit.backends.base.SupportsCompletion`); one that talks to a server names it
+  in a ``server_url`` property, for telemetry.
 
 Registered in this distribution's ``pyproject.toml``::
 
     [project.entry-points."llmkit.backends"]
     shout = "llmkit_shout:ShoutBackend"
+    whisper = "llmkit_shout.plain:WhisperBackend"
 """
 
 from __future__ import annotations

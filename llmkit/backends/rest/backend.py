@@ -790,3 +790,8 @@ class RestBackend(BaseBackend):
             return self._judge(replica, results)
 
         return list(await asyncio.gather(*(probe(r) for r in self._replicas.replicas)))
+
+    @property
+    def server_url(self) -> str | None:  # for telemetry: None if several replicas may answer
+        replicas = self._replicas.replicas
+        return replicas[0].root if len(replicas) == 1 else None
