@@ -81,6 +81,13 @@ class ResponsesRequestBody(BaseModel):
     stream: bool = False
     parallel_tool_calls: bool | None = None
     metadata: dict[str, str] | None = None
+    # Accepted and ignored (described so the schema covers what the official SDK sends).
+    include: list[str] | None = None
+    truncation: str | None = None
+    user: str | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
 
     def flat_tools(self) -> list[dict[str, Any]]:
         """The function tools, checked (a 400 names the bad one)."""
