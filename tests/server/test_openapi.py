@@ -140,7 +140,7 @@ def test_responses_replies_match_the_openapi_models(serve: ServeFactory) -> None
 
 
 def test_the_sdk_request_matches_the_documented_schema(serve: ServeFactory) -> None:
-    served = serve([Reply("ok")], api_key=API_KEY)
+    served = serve([Reply("ok"), Reply("streamed")], api_key=API_KEY)
     sent: list[dict[str, Any]] = []
 
     def capture(request: httpx.Request) -> None:
@@ -168,20 +168,24 @@ def test_the_sdk_request_matches_the_documented_schema(serve: ServeFactory) -> N
             truncation="auto",
             user="someone",
         )
+        with sdk.responses.stream(model="fake-model", input="hi", max_output_tokens=16) as events:
+            streamed = events.get_final_response()
         auth = {"Authorization": f"Bearer {API_KEY}"}
         document = http.get(f"{served.base_url}/openapi.json", headers=auth).json()
-    assert reply.output_text == "ok"
-    [body] = sent
+    assert (reply.output_text, streamed.output_text) == ("ok", "streamed")
+    assert [body.get("stream", False) for body in sent] == [False, True]
     post = document["paths"]["/v1/responses"]["post"]
     ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    # Every field the SDK sends is described (the model ignores unknown ones, so this is what
-    # catches an undocumented field) and required ones are sent...
-    assert set(body) <= set(schema["properties"]), set(body) - set(schema["properties"])
-    assert set(schema["required"]) <= set(body)
-    # ...and the model that schema is generated from accepts the body as sent.
+    # The documented schema is the one generated from the model that validates the body...
     generated = ResponsesRequestBody.model_json_schema(ref_template=REF)
     generated.pop("$defs", None)
     assert schema == generated
-    validated = ResponsesRequestBody.model_validate(body)
-    assert validated.model_dump(exclude_unset=True).keys() == body.keys()
+    for body in sent:
+        # ...every field the SDK sends is described (the model ignores unknown ones, so this
+        # is what catches an undocumented field), the required ones are sent...
+        assert set(body) <= set(schema["properties"]), set(body) - set(schema["properties"])
+        assert set(schema["required"]) <= set(body)
+        # ...and the model accepts the body as sent, every field of it read.
+        validated = ResponsesRequestBody.model_validate(body)
+        assert validated.model_dump(exclude_unset=True).keys() == body.keys()
