@@ -80,7 +80,8 @@ def _number(
 _positive_int = _number(int, "integer", lambda v: v >= 1, "at least 1")
 _non_negative_int = _number(int, "integer", lambda v: v >= 0, "at least 0")
 _temperature = _number(float, "number", lambda v: 0 <= v <= 2, "between 0 and 2")
-_seconds = _number(float, "number of seconds", lambda v: v > 0, "positive")
+# nan and inf parse as floats but are no time limit a person meant to give.
+_seconds = _number(float, "number of seconds", lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _port(text: str) -> int:
@@ -177,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a model over an OpenAI-compatible HTTP API",
         description="Serve any llmkit backend (a local hf: model, or openai:/rest: behind "
         "llmkit's retries and fallbacks) as /v1/chat/completions, /v1/completions, "
-        "/v1/models and /health, with a chat page at / (--no-ui turns it off). Needs the "
-        "'server' extra.",
+        "/v1/responses, /v1/embeddings, /v1/models and /health (described at "
+        "/openapi.json), with a chat page at / (--no-ui turns it off). Needs the 'server' "
+        "extra.",
     )
     _add_model_options(serve, positional=True, many=True)
     serve.add_argument(
@@ -204,6 +206,29 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="SECONDS",
         help="on shutdown, how long in-flight requests may finish before they are cancelled",
+    )
+    store = serve.add_argument_group(
+        "the Responses API store",
+        "where /v1/responses keeps 'store: true' responses, in memory: least recently used "
+        "ones go first when a limit is reached; a response is gone after the TTL",
+    )
+    store.add_argument(
+        "--responses-max-entries",
+        type=_positive_int,
+        metavar="N",
+        help="responses kept at most (default: 1000)",
+    )
+    store.add_argument(
+        "--responses-max-bytes",
+        type=_positive_int,
+        metavar="N",
+        help="their JSON size at most, in bytes (default: 67108864, 64 MiB)",
+    )
+    store.add_argument(
+        "--responses-ttl",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long a response is kept (default: 3600)",
     )
     serve.add_argument("--no-ui", action="store_true", help="do not serve the chat page at /")
     serve.add_argument(
@@ -234,9 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------- helpers
 
 
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options the command line set (the others keep the callee's defaults)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _make_client(cls: type[Any], args: argparse.Namespace, **overrides: Any) -> Any:
     """A Client or AsyncClient from SPEC, or from --config/--profile, or the defaults."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = _given(overrides)
     if args.config or args.profile:
         if args.spec:
             raise UsageError("give a model spec or --config/--profile, not both")
@@ -310,10 +340,8 @@ def _write(text: str) -> None:
 
 
 def _chat_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The generation options given on the command line (the ones left out keep the
-    configured defaults)."""
     names = ("temperature", "max_tokens", "timeout", "reasoning_effort")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return _given({name: getattr(args, name) for name in names})
 
 
 def _dim() -> tuple[str, str]:
@@ -465,7 +493,7 @@ def _serve_clients(args: argparse.Namespace) -> dict[str, AsyncClient]:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from .server import create_app, is_loopback, serve_app
+        from .server import ResponseStore, create_app, is_loopback, serve_app
     except ModuleNotFoundError as exc:
         raise BackendUnavailable(
             f"llmkit serve needs {exc.name!r}, which is not installed; run: "
@@ -491,12 +519,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "max_tokens_cap": args.max_tokens_cap,
         "max_body_bytes": args.max_body_bytes,
     }
+    store = {
+        "max_entries": args.responses_max_entries,
+        "max_bytes": args.responses_max_bytes,
+        "ttl": args.responses_ttl,
+    }
     app = create_app(
         clients,
         api_key=api_key,
         close_client=True,
         ui=not args.no_ui,
-        **{k: v for k, v in limits.items() if v is not None},
+        responses_store=ResponseStore(**_given(store)),
+        **_given(limits),
     )
     served = ", ".join(f"{c.backend.spec!r} as {name!r}" for name, c in clients.items())
     sys.stderr.write(

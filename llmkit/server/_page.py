@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-__all__ = ["PAGE_PATHS", "page_routes"]
+__all__ = ["PAGE_MEDIA_TYPES", "PAGE_PATHS", "page_routes"]
 
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -43,6 +43,7 @@ _FILES = {
 }
 
 PAGE_PATHS = frozenset(_FILES)
+PAGE_MEDIA_TYPES = {path: media_type for path, (_, media_type) in _FILES.items()}
 
 
 def page_routes() -> list[Route]:

@@ -81,6 +81,13 @@ class ResponsesRequestBody(BaseModel):
     stream: bool = False
     parallel_tool_calls: bool | None = None
     metadata: dict[str, str] | None = None
+    # Accepted and ignored (described so the schema covers what the official SDK sends).
+    include: list[str] | None = None
+    truncation: str | None = None
+    user: str | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
 
     def flat_tools(self) -> list[dict[str, Any]]:
         """The function tools, checked (a 400 names the bad one)."""
@@ -304,25 +311,34 @@ def _usage(response: ChatResponse) -> dict[str, Any]:
     }
 
 
-def _reasoning_item(id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    return {
-        "id": id,
-        "type": "reasoning",
-        "summary": [],
-        "content": [{"type": "reasoning_text", "text": text}],
-        "status": status,
-    }
+def _text_part(kind: str, text: str) -> dict[str, Any]:
+    """The one content part of a message (``output_text``) or reasoning item."""
+    if kind == "message":
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    return {"type": "reasoning_text", "text": text}
 
 
-def _message_item(id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-    return {
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "status": status,
-        "content": [part] if text or status == "completed" else [],
-    }
+# The text events of each kind of content item: their name prefix, and the fields only the
+# message's events carry.
+_TEXT_EVENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "message": ("response.output_text", {"logprobs": []}),
+    "reasoning": ("response.reasoning_text", {}),
+}
+
+
+def _content_item(kind: str, id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    """A message or reasoning item; one being streamed (``in_progress``, no text yet) has no
+    content part until it is done."""
+    content = [_text_part(kind, text)] if text or status == "completed" else []
+    if kind == "message":
+        return {
+            "id": id,
+            "type": "message",
+            "role": "assistant",
+            "status": status,
+            "content": content,
+        }
+    return {"id": id, "type": "reasoning", "summary": [], "content": content, "status": status}
 
 
 def _call_item(id: str, call: ToolCall, status: str = "completed") -> dict[str, Any]:
@@ -340,9 +356,9 @@ def output_items(response: ChatResponse) -> list[dict[str, Any]]:
     """A reply's output items: reasoning, then the message, then the function calls."""
     items = []
     if response.reasoning:
-        items.append(_reasoning_item(new_id("rs"), response.reasoning))
+        items.append(_content_item("reasoning", new_id("rs"), response.reasoning))
     if response.text or not response.tool_calls:
-        items.append(_message_item(new_id("msg"), response.text))
+        items.append(_content_item("message", new_id("msg"), response.text))
     items.extend(_call_item(new_id("fc"), call) for call in response.tool_calls)
     return items
 
@@ -460,9 +476,15 @@ class EventWriter:
         self._seq += 1
         return b"event: " + kind.encode() + b"\ndata: " + _encode(data).encode() + b"\n\n"
 
+    def _response(self, **state: Any) -> dict[str, Any]:
+        """This stream's ``response`` object in the given state."""
+        return response_object(
+            self.body, id=self.id, model=self.model, created=self.created, **state
+        )
+
     def start(self) -> bytes:
         """``response.created`` and ``response.in_progress``."""
-        obj = response_object(self.body, id=self.id, model=self.model, created=self.created)
+        obj = self._response()
         return self._event("response.created", response=obj) + self._event(
             "response.in_progress", response=obj
         )
@@ -476,26 +498,10 @@ class EventWriter:
             return self._tool(event)
         return b""  # usage and finish come with the final response
 
-    def _open_item(self, kind: str, item_id: str | None = None) -> bytes:
+    def _open_item(self, kind: str) -> bytes:
         out = self._close()
         index = len(self.output)
-        if kind == "message":
-            item = _message_item(item_id or new_id("msg"), "", "in_progress")
-            part: dict[str, Any] = {
-                "type": "output_text",
-                "text": "",
-                "annotations": [],
-                "logprobs": [],
-            }
-        else:
-            item = {
-                "id": item_id or new_id("rs"),
-                "type": "reasoning",
-                "summary": [],
-                "content": [],
-                "status": "in_progress",
-            }
-            part = {"type": "reasoning_text", "text": ""}
+        item = _content_item(kind, new_id("msg" if kind == "message" else "rs"), "", "in_progress")
         self.output.append(item)
         self._open, self._text = item, []
         out += self._event("response.output_item.added", output_index=index, item=item)
@@ -504,7 +510,7 @@ class EventWriter:
             item_id=item["id"],
             output_index=index,
             content_index=0,
-            part=part,
+            part=_text_part(kind, ""),
         )
         return out
 
@@ -515,21 +521,14 @@ class EventWriter:
         self._text.append(delta)
         item, index = self._open, len(self.output) - 1
         assert item is not None
-        if kind == "message":
-            return out + self._event(
-                "response.output_text.delta",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                delta=delta,
-                logprobs=[],
-            )
+        prefix, extra = _TEXT_EVENTS[kind]
         return out + self._event(
-            "response.reasoning_text.delta",
+            f"{prefix}.delta",
             item_id=item["id"],
             output_index=index,
             content_index=0,
             delta=delta,
+            **extra,
         )
 
     def _tool(self, event: ToolCallDelta) -> bytes:
@@ -592,27 +591,17 @@ class EventWriter:
         index = self.output.index(item)
         text = "".join(self._text)
         item["status"] = "completed"
-        if item["type"] == "message":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            item["content"] = [part]
-            out = self._event(
-                "response.output_text.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            )
-        else:
-            part = {"type": "reasoning_text", "text": text}
-            item["content"] = [part]
-            out = self._event(
-                "response.reasoning_text.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-            )
+        part = _text_part(item["type"], text)
+        item["content"] = [part]
+        prefix, extra = _TEXT_EVENTS[item["type"]]
+        out = self._event(
+            f"{prefix}.done",
+            item_id=item["id"],
+            output_index=index,
+            content_index=0,
+            text=text,
+            **extra,
+        )
         out += self._event(
             "response.content_part.done",
             item_id=item["id"],
@@ -627,29 +616,14 @@ class EventWriter:
         out = self._close()
         if not self.output:  # an empty reply still has its (empty) message
             out += self._open_item("message") + self._close()
-        obj = response_object(
-            self.body,
-            id=self.id,
-            model=self.model,
-            created=self.created,
-            response=response,
-            output=self.output,
-        )
+        obj = self._response(response=response, output=self.output)
         kind = "response.completed" if obj["status"] == "completed" else "response.incomplete"
         return out + self._event(kind, response=obj), obj
 
     def failed(self, exc: BaseException) -> bytes:
         """``response.failed`` for an error after the stream started."""
         out = self._close()
-        obj = response_object(
-            self.body,
-            id=self.id,
-            model=self.model,
-            created=self.created,
-            output=self.output,
-            status="failed",
-            error=error_object(exc),
-        )
+        obj = self._response(output=self.output, status="failed", error=error_object(exc))
         return out + self._event("response.failed", response=obj)
 
 

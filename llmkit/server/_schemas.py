@@ -251,20 +251,30 @@ class AssistantMessage(_Reply):
     )
 
 
-class ChatChoice(_Reply):
+class _Choice(_Reply):
+    # What every choice shares: a chunk's is null until the last one.
     index: int
-    message: AssistantMessage
     finish_reason: str | None
     logprobs: None = None
 
 
-class ChatCompletion(_Reply):
-    """The reply of ``POST /v1/chat/completions``."""
+class ChatChoice(_Choice):
+    message: AssistantMessage
 
+
+class _Completion(_Reply):
+    # What a completion reply and each of its stream chunks share (``object`` is narrowed
+    # to the one value each sends).
     id: str
-    object: Literal["chat.completion"]
+    object: str
     created: int
     model: str
+
+
+class ChatCompletion(_Completion):
+    """The reply of ``POST /v1/chat/completions``."""
+
+    object: Literal["chat.completion"]
     choices: list[ChatChoice]
     usage: Usage
 
@@ -290,39 +300,27 @@ class ChunkDelta(_Reply):
     )
 
 
-class ChunkChoice(_Reply):
-    index: int
+class ChunkChoice(_Choice):
     delta: ChunkDelta
-    finish_reason: str | None
-    logprobs: None = None
 
 
-class ChatCompletionChunk(_Reply):
+class ChatCompletionChunk(_Completion):
     """One event of a streamed chat completion (``data: {...}``); the usage chunk has empty
     ``choices``."""
 
-    id: str
     object: Literal["chat.completion.chunk"]
-    created: int
-    model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
 
 
-class TextChoice(_Reply):
-    index: int
+class TextChoice(_Choice):
     text: str
-    finish_reason: str | None
-    logprobs: None = None
 
 
-class TextCompletion(_Reply):
+class TextCompletion(_Completion):
     """The reply of ``POST /v1/completions``, and each of its stream events."""
 
-    id: str
     object: Literal["text_completion"]
-    created: int
-    model: str
     choices: list[TextChoice]
     usage: Usage | None = None
 

@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..client import AsyncClient, AsyncStream
-from ..types import FinishEvent, TextDelta, UsageEvent, new_response_id
+from ..types import ChatResponse, FinishEvent, TextDelta, UsageEvent, new_response_id
 from . import _wire
 from ._errors import BodyTooLarge, ClientGone, UnknownModel, error_reply_for, exception_handlers
 from ._event_stream import DONE, EventStreamResponse, sse_event
@@ -194,15 +194,7 @@ class _Server:
         kwargs = body.generation_kwargs(self.max_tokens_cap)
         if body.stream:
             return await self._stream_chat(request, model, body, messages, kwargs)
-        # The client leaving, even while queued for a slot, cancels the call.
-        response = await _unless_disconnected(
-            request, self._in_slot(model.client.chat(messages, **kwargs))
-        )
-        self._log(
-            request,
-            tokens=response.usage.total_tokens,
-            upstream_request_id=response.request_id,
-        )
+        response = await self.generate(request, model.client.chat(messages, **kwargs))
         payload = _wire.chat_completion(response, model.name)
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
 
@@ -254,6 +246,17 @@ class _Server:
             self.limiter.release()
             await stream.aclose()
             raise
+
+    async def generate(self, request: Request, call: Awaitable[ChatResponse]) -> ChatResponse:
+        """Await a generation in a slot and log its tokens; the client leaving, even while
+        queued for a slot, cancels the call (and stops a local generation)."""
+        response = await _unless_disconnected(request, self._in_slot(call))
+        self._log(
+            request,
+            tokens=response.usage.total_tokens,
+            upstream_request_id=response.request_id,
+        )
+        return response
 
     async def _in_slot(self, call: Awaitable[T]) -> T:
         """Await ``call`` in a generation slot (queueing for one first)."""
@@ -318,14 +321,7 @@ class _Server:
                 stream,
                 self._completion_chunks(request, stream, model.name, body.include_usage),
             )
-        response = await _unless_disconnected(
-            request, self._in_slot(model.client.complete(prompt, **kwargs))
-        )
-        self._log(
-            request,
-            tokens=response.usage.total_tokens,
-            upstream_request_id=response.request_id,
-        )
+        response = await self.generate(request, model.client.complete(prompt, **kwargs))
         payload = _wire.text_completion(response, model.name)
         return JSONResponse(payload, headers={"x-llmkit-backend": response.backend})
 
@@ -500,7 +496,7 @@ def create_app(
         max_tokens_cap=max_tokens_cap,
         limiter=limiter,
     )
-    document = openapi_document(server.served_model, secured=api_key is not None)
+    document = openapi_document(server.served_model, secured=api_key is not None, ui=ui)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)

@@ -12,10 +12,9 @@ conversation without the client resending it, and ``GET /v1/responses/{id}``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,6 +22,7 @@ from starlette.routing import Route
 from ..client import AsyncStream
 from ..types import ChatResponse, Message
 from ._errors import ErrorReply
+from ._responses_schemas import InputItemsQuery
 from ._responses_shapes import (
     EventWriter,
     ResponsesRequestBody,
@@ -33,26 +33,9 @@ from ._responses_shapes import (
     stored_items,
 )
 from ._responses_store import ResponseStore, StoredResponse
-from ._schemas import RequestError
+from ._schemas import RequestError, parse_body
 
 __all__ = ["ResponseStore", "responses_routes"]
-
-
-def _parse(data: Any) -> ResponsesRequestBody:
-    if not isinstance(data, Mapping):
-        raise RequestError("the request body must be a JSON object")
-    try:
-        return ResponsesRequestBody.model_validate(dict(data))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        param = ".".join(str(p) for p in err["loc"]) or None
-        if err["type"] == "missing":
-            raise RequestError(f"missing required parameter: {param!r}", param=param) from None
-        shown = repr(err.get("input"))
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        raise RequestError(
-            f"invalid value for {param!r}: {shown} ({err['msg']})", param=param
-        ) from None
 
 
 def _not_found(response_id: str) -> Response:
@@ -75,7 +58,7 @@ class _Responses:
     async def create(self, request: Request) -> Response:
         """``POST /v1/responses``."""
         server = self.server
-        body = _parse(await server._read_json(request))
+        body = parse_body(ResponsesRequestBody, await server._read_json(request))
         served = server.route_chat(body.model)
         conversation: list[Message] = []
         if body.previous_response_id:
@@ -101,15 +84,7 @@ class _Responses:
             writer = EventWriter(body, id=rid, model=model, created=created)
             events = self._events(request, stream, writer, body, conversation)
             return await server._serve_stream(request, stream, events)  # type: ignore[no-any-return]
-        from .app import _unless_disconnected  # the app module imports this one
-
-        # As for chat: the client leaving, even while queued for a slot, cancels the call.
-        response = await _unless_disconnected(
-            request, server._in_slot(served.client.chat(messages, **kwargs))
-        )
-        server._log(
-            request, tokens=response.usage.total_tokens, upstream_request_id=response.request_id
-        )
+        response = await server.generate(request, served.client.chat(messages, **kwargs))
         obj = response_object(body, id=rid, model=model, created=created, response=response)
         self._keep(body, obj, conversation, response)
         return JSONResponse(obj, headers={"x-llmkit-backend": response.backend})
@@ -173,29 +148,19 @@ class _Responses:
         entry = self.store.get(response_id)
         if entry is None:
             return _not_found(response_id)
-        query = request.query_params
-        order = query.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise RequestError("order must be 'asc' or 'desc'", param="order")
-        try:
-            limit = int(query.get("limit", "20"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 100:
-            raise RequestError("limit must be an integer from 1 to 100", param="limit")
-        items = entry.input_items if order == "asc" else entry.input_items[::-1]
-        after = query.get("after")
-        if after:
+        query: InputItemsQuery = parse_body(InputItemsQuery, dict(request.query_params))
+        items = entry.input_items if query.order == "asc" else entry.input_items[::-1]
+        if query.after:
             ids = [item["id"] for item in items]
-            items = items[ids.index(after) + 1 :] if after in ids else []
-        page = items[:limit]
+            items = items[ids.index(query.after) + 1 :] if query.after in ids else []
+        page = items[: query.limit]
         return JSONResponse(
             {
                 "object": "list",
                 "data": page,
                 "first_id": page[0]["id"] if page else None,
                 "last_id": page[-1]["id"] if page else None,
-                "has_more": len(items) > limit,
+                "has_more": len(items) > query.limit,
             }
         )
 

@@ -7,10 +7,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
+
+from llmkit.cli import main
 
 from .test_cli import free_port
 
@@ -80,7 +83,8 @@ def test_serve_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
 def test_serve_no_ui(tmp_path: Path, cli_env: dict[str, str]) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmkit.cli", "serve", "fake:echo", "--port", str(port), "--no-ui"],
+        [sys.executable, "-m", "llmkit.cli", "serve", "fake:echo", "--port", str(port), "--no-ui",
+         "--responses-max-entries", "1"],
         cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -88,6 +92,11 @@ def test_serve_no_ui(tmp_path: Path, cli_env: dict[str, str]) -> None:
         wait_until_up(url, process)
         assert httpx.get(f"{url}/").status_code == 404
         assert httpx.get(f"{url}/v1/models").status_code == 200
+        # The store keeps one response: the second evicts the first.
+        body = {"model": "echo", "input": "hello"}
+        first, second = (httpx.post(f"{url}/v1/responses", json=body).json() for _ in "12")
+        assert httpx.get(f"{url}/v1/responses/{first['id']}").status_code == 404
+        assert httpx.get(f"{url}/v1/responses/{second['id']}").status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=15)
@@ -136,3 +145,38 @@ def test_serve_refuses_two_models_with_one_name(tmp_path: Path, cli_env: dict[st
         cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0 and "served as 'same'" in result.stderr
+
+
+def test_serve_store_flags_reach_the_store(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # In-process through the real parser and command, up to the point uvicorn would start.
+    import llmkit.server
+    from llmkit.server import ResponseStore
+
+    apps: list[Any] = []
+    monkeypatch.setattr(llmkit.server, "serve_app", lambda app, **options: apps.append(app))
+    monkeypatch.chdir(tmp_path)
+
+    def store(*flags: str) -> Any:
+        assert main(["serve", "fake:echo", "--no-ui", *flags]) == 0
+        [route] = [r for r in apps.pop().routes if getattr(r, "path", "") == "/v1/responses"]
+        return route.endpoint.__self__.store
+
+    given = store(
+        "--responses-max-entries", "7", "--responses-max-bytes", "4096", "--responses-ttl", "1.5"
+    )
+    assert (given.max_entries, given.max_bytes, given.ttl) == (7, 4096, 1.5)
+    default, fresh = store(), ResponseStore()
+    assert (default.max_entries, default.max_bytes, default.ttl) == (
+        fresh.max_entries,
+        fresh.max_bytes,
+        fresh.ttl,
+    )
+    # The help states the defaults the store really has.
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for value in (fresh.max_entries, fresh.max_bytes, int(fresh.ttl)):
+        assert f"default: {value}" in help_text
