@@ -4,17 +4,18 @@
 #   bash .gpu/gpu_bench.sh OUTDIR [TOTAL_SECONDS=480] [--small]
 #
 # run from the root of the checkout gpu_prepare.sh filled, after installing the carried wheels;
-# the whole device command (carry [".whl", ".gpu"], timeout_s 560):
+# the whole device command (carry [".whl", ".gpu"], timeout_s 540):
 #
-#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; bash .gpu/gpu_bench.sh $OUT 480
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; bash .gpu/gpu_bench.sh $OUT 470
 #
 # Stages, most wanted first, each under its own `timeout` cut from TOTAL_SECONDS so the whole
 # run ends in time and a stage that overruns loses only itself (each writes its JSON as it
 # goes):
 #   1. gpu_hf_compile.py: compile=True single stream, 135M and 1.7B (warm-up apart), against
-#      the eager backend, raw generate and raw generate with a static cache  (~35% of TOTAL)
+#      the eager backend and raw generate (cuDNN attention on and off), then raw
+#      generate with a static cache if time is left               (~40% of TOTAL)
 #   2. bench_serve_hf.py: `llmkit serve` vs `transformers serve --continuous-batching`,
-#      32 concurrent streamed requests, 128 tokens, 135M                      (~30% of TOTAL)
+#      32 concurrent streamed requests, 128 tokens, 135M                      (~25% of TOTAL)
 #   3. gpu_hf_bench.py (the shared benchmark) with what is left
 # OUTDIR gets gpu_hf_compile.json, serve_hf.json, gpu_hf.json, the console of each stage
 # (*.log) and the servers' logs.
@@ -36,20 +37,21 @@ mkdir -p "$OUT"
 } | tee "$OUT/env.log"
 
 # 1. compile=True
-T1=$(( TOTAL * 35 / 100 ))
+T1=$(( TOTAL * 40 / 100 ))
 echo "== compile: timeout $T1 s (left $(left) s)"
 timeout -k 5 "$T1" python3 gpu_hf_compile.py tok "$OUT" --budget $(( T1 - 25 )) $SMALL 2>&1 | tee "$OUT/compile.log" | grep -v '^\s*$' | tail -n 40
 
 # 2. llmkit serve vs transformers serve (continuous batching), on the 135M folder stage 1 made
-T2=$(( TOTAL * 30 / 100 ))
+T2=$(( TOTAL * 25 / 100 ))
 if [ "$(left)" -gt $(( T2 + 30 )) ]; then
     if [ -n "$SMALL" ]; then SRC=/tmp/gpu-models/tiny; MT=16; else SRC=/tmp/gpu-models/smollm2-135m; MT=128; fi
     DEVICE=cuda; DTYPE=bfloat16
-    python3 -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { DEVICE=cpu; DTYPE=float32; }
+    CB_MEMORY="--cb-memory 0.3"  # transformers-cb would take most of the GPU, llmkit's KV cache none
+    python3 -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { DEVICE=cpu; DTYPE=float32; CB_MEMORY=""; }
     echo "== serve: timeout $T2 s (left $(left) s)"
     timeout -k 10 "$T2" python3 benchmarks/bench_serve_hf.py --source "$SRC" --device $DEVICE --dtype $DTYPE \
         --concurrency 32 --max-tokens $MT --rounds 3 --servers llmkit,transformers-cb \
-        --cb-memory 0.3 --start-timeout $(( T2 / 2 )) --json "$OUT/serve_hf.json" 2>&1 | tee "$OUT/serve.log" | grep -v 'Loading weights' | tail -n 30
+        $CB_MEMORY --start-timeout $(( T2 * 2 / 3 )) --json "$OUT/serve_hf.json" 2>&1 | tee "$OUT/serve.log" | grep -v 'Loading weights' | tail -n 30
     cp /tmp/bench_serve_hf-*.log "$OUT/" 2>/dev/null
 else
     echo "== serve: skipped, $(left) s left"

@@ -1,7 +1,9 @@
 """compile=True on a GPU (issue 20): one stream of llmkit's hf: backend with a static KV cache
 (transformers compiles the forward with torch.compile, CUDA graphs) against the eager backend,
 raw generate, and raw generate with transformers' own static cache, for SmolLM2-135M and
-SmolLM2-1.7B shapes (random weights, bf16). The warm-up (first call of the cache bucket,
+SmolLM2-1.7B shapes; then, time allowing, raw generate with cuDNN attention off (as llmkit runs
+it) and llmkit with cudnn_attention=True, to tell whether the attention kernel is what keeps
+eager llmkit below raw on the 1.7B model (random weights, bf16). The warm-up (first call of the cache bucket,
 compilation included) is reported apart from the steady rates.
 
 usage: python gpu_hf_compile.py TOKDIR OUTDIR [--small] [--budget SECONDS] [--tokens N]
@@ -106,7 +108,22 @@ for name, shape in SHAPES.items():
             emit(what="single stream tok/s", model=name, new_tokens=N, **{k: [round(x, 1) for x in v] for k, v in rates.items()},
                  kit_vs_raw=round(med(rates["kit"]) / med(rates["raw"]), 3), compile_vs_raw=round(med(rates["kit_compile"]) / med(rates["raw"]), 3),
                  compile_vs_kit=round(med(rates["kit_compile"]) / med(rates["kit"]), 3), compile_warmups=comp.backend.compile_warmups)
-        eager.close(); comp.close()
+        comp.close()
+        if left() > 45 and rates["kit"]:  # why eager llmkit trails raw on 1.7B (0.94x last time)
+            from llmkit.backends.hf import runtime
+            cudnn = Client(f"hf:{folder}", cudnn_attention=True); cudnn.chat("hi", max_tokens=2)
+            diag = {"raw_cudnn_off": [], "kit_cudnn_on": [], "kit": []}
+            for i in range(3):
+                if left() < 25:
+                    break
+                with runtime.generation_attention(dev):
+                    diag["raw_cudnn_off"].append(raw(model, tok, i, N))
+                diag["kit_cudnn_on"].append(kit_rate(cudnn, i, N))
+                diag["kit"].append(kit_rate(eager, i, N))
+            cudnn.close()
+            emit(what="attention diag tok/s", model=name, new_tokens=N, **{k: [round(x, 1) for x in v] for k, v in diag.items()},
+                 raw_cudnn_on=[round(x, 1) for x in rates["raw"]])
+        eager.close()
         if left() > 60:  # transformers' own compiled path: a static cache on CUDA compiles itself
             t = time.perf_counter(); first = raw(model, tok, 0, N, cache_implementation="static")
             warm_s = time.perf_counter() - t
