@@ -6,7 +6,7 @@ it) and llmkit with cudnn_attention=True, to tell whether the attention kernel i
 eager llmkit below raw on the 1.7B model (random weights, bf16). The warm-up (first call of the cache bucket,
 compilation included) is reported apart from the steady rates.
 
-usage: python gpu_hf_compile.py TOKDIR OUTDIR [--small] [--budget SECONDS] [--tokens N]
+usage: python gpu_hf_compile.py TOKDIR OUTDIR [--small] [--budget SECONDS] [--tokens N] [--only NAME]
 Writes OUTDIR/gpu_hf_compile.json (one record per line printed). Models are cached in
 /tmp/gpu-models/NAME, the same folders gpu_hf_bench.py makes.
 """
@@ -83,7 +83,10 @@ def med(xs):
 from llmkit import Client  # noqa: E402
 
 emit(what="env", device=dev, torch=torch.__version__, transformers=__import__("transformers").__version__, new_tokens=N)
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 for name, shape in SHAPES.items():
+    if ONLY and name != ONLY:
+        continue
     if left() < 40:
         emit(what="skipped", model=name, why="budget"); break
     try:
