@@ -385,12 +385,9 @@ class RestBackend(BaseBackend):
         client = self._sync_client()
         for attempt in self._shell.attempts(call, request):
             with attempt:
-                req = client.build_request(
-                    "POST", attempt.url, json=call.payload, timeout=attempt.timeout
-                )
                 budget = CallBudget(request.timeout, request.deadline, stream=True)
                 with budget:  # the send; the transport binds the budget to the body
-                    response = client.send(req, stream=True)
+                    response = client.send(attempt.build(client), stream=True)
                 try:
                     if response.status_code >= 400:
                         response.read()
@@ -415,10 +412,7 @@ class RestBackend(BaseBackend):
         client = self._async_client()
         for attempt in self._shell.attempts(call, request):
             with attempt:
-                req = client.build_request(
-                    "POST", attempt.url, json=call.payload, timeout=attempt.timeout
-                )
-                response = await client.send(req, stream=True)
+                response = await client.send(attempt.build(client), stream=True)
                 try:
                     if response.status_code >= 400:
                         await response.aread()

@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -62,25 +63,17 @@ _REPLICA_FAILURES = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.Connec
 _FAILURES = (httpx.RequestError, ProviderError)
 
 
+@dataclass
 class Shell:
     """What every call of one backend shares: the replicas, the labels and secrets its
     errors carry, and the httpx budgets already converted."""
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        spec: str,
-        replicas: ReplicaSet,
-        secrets: tuple[str, ...],
-        failover: bool,
-    ) -> None:
-        self.model = model
-        self.spec = spec
-        self.replicas = replicas
-        self.secrets = secrets
-        self.failover = failover
-        self._timeouts: dict[Timeout, httpx.Timeout] = {}
+    model: str
+    spec: str
+    replicas: ReplicaSet
+    secrets: tuple[str, ...]
+    failover: bool
+    _timeouts: dict[Timeout, httpx.Timeout] = field(default_factory=dict)
 
     def attempts(
         self, call: WireCall, request: AnyRequest, *, late_is_total: bool = False
@@ -100,6 +93,9 @@ class Shell:
             tried.append(replica)
             logger.debug("rest: POST %s", replica.display)
             attempt = Attempt(self, call, request, replica, tried, timeout, late_is_total)
+            attempt.url = call.url(replica)
+            if call.stream:
+                attempt.streamed()
             yield attempt
             if not attempt.again:
                 return
@@ -212,60 +208,41 @@ class Shell:
         return again
 
 
+@dataclass(slots=True)
 class Attempt:
     """One HTTP exchange with one replica (see the module docstring)."""
 
-    __slots__ = (
-        "_end",
-        "again",
-        "call",
-        "done",
-        "late_is_total",
-        "parser",
-        "replica",
-        "request",
-        "request_id",
-        "shell",
-        "timeout",
-        "tried",
-        "url",
-        "yielded",
-    )
-    parser: StreamParser
-    _end: float | None
+    shell: Shell
+    call: WireCall
+    request: AnyRequest
+    replica: Replica
+    tried: list[Replica]
+    timeout: httpx.Timeout
+    late_is_total: bool
+    url: str = ""
+    again: bool = False  # set when the attempt failed over: the driver loops
+    yielded: bool = False  # an event reached the caller: a stream is never replayed
+    done: bool = False
+    request_id: str | None = None
+    parser: StreamParser = field(init=False)
+    _end: float | None = field(init=False)
 
-    def __init__(
-        self,
-        shell: Shell,
-        call: WireCall,
-        request: AnyRequest,
-        replica: Replica,
-        tried: list[Replica],
-        timeout: httpx.Timeout,
-        late_is_total: bool,
-    ) -> None:
-        self.shell = shell
-        self.call = call
-        self.request = request
-        self.replica = replica
-        self.tried = tried
-        self.timeout = timeout
-        self.late_is_total = late_is_total
-        self.url = call.url(replica)
-        self.again = False  # set when the attempt failed over: the driver loops
-        self.yielded = False  # an event reached the caller: a stream is never replayed
-        self.done = False
-        self.request_id: str | None = None
-        if call.stream:
-            self.parser = call.new_parser()
-            # httpx has no total budget for a stream's body: each chunk is checked against
-            # the end of the call's total budget (from the send) or its deadline.
-            total = request.timeout.total
-            end = time.monotonic() + total if total != _INF else None
-            deadline = request.deadline
-            if deadline is not None and (end is None or deadline < end):
-                end = deadline
-            self._end = end
+    def streamed(self) -> None:
+        """Ready to read a streamed reply: a fresh parser, and the time by which the
+        body must be over (httpx has no total budget for a stream's body: each chunk is
+        checked against the end of the call's total budget, from the send, or its deadline)."""
+        self.parser = self.call.new_parser()
+        request = self.request
+        total = request.timeout.total
+        end = time.monotonic() + total if total != _INF else None
+        deadline = request.deadline
+        if deadline is not None and (end is None or deadline < end):
+            end = deadline
+        self._end = end
+
+    def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        """The streamed request (sent with ``client.send(..., stream=True)``)."""
+        return client.build_request("POST", self.url, json=self.call.payload, timeout=self.timeout)
 
     def __enter__(self) -> Attempt:
         return self
