@@ -15,8 +15,11 @@ connection error or a 5xx is skipped for ``cooldown`` seconds and the request fa
 the next replica -- for a stream, only before the caller has seen an event -- before the error
 reaches the client's retry policy. :meth:`RestBackend.health` probes every replica.
 
-The HTTP clients come from :mod:`llmkit._http` (pooling, proxies from the environment, TLS
-options) and are built lazily, one sync and one async, so constructing a backend does no I/O.
+Every decision of a call (which replica, budgets, errors, failover, reading a stream) is
+the I/O-free :mod:`.exchange`, shared by the sync and async methods here, which only send
+and read. The HTTP clients come from :mod:`llmkit._http` (pooling, proxies from the
+environment, TLS options) and are built lazily, one sync and one async, so constructing a
+backend does no I/O.
 """
 
 from __future__ import annotations
