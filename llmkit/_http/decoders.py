@@ -104,9 +104,11 @@ class SSEDecoder:
         events: list[ServerSentEvent] = []
         for line in self._lines.feed(data):
             # The two lines of every token event, inlined (same rules as in _line).
+            if line.startswith("data: "):
+                self._data.append(line[6:])
+                continue
             if line.startswith("data:"):
-                value = line[5:]
-                self._data.append(value[1:] if value.startswith(" ") else value)
+                self._data.append(line[5:])
                 continue
             if not line and self._data:
                 events.append(

@@ -280,8 +280,9 @@ class ChunkDecoder:
                 raise error
         if self.id is None and chunk.get("id"):
             self.id = str(chunk["id"])
-        if chunk.get("model"):
-            self.model = str(chunk["model"])
+        model = chunk.get("model")
+        if model and model != self.model:
+            self.model = str(model)
         events: list[StreamEvent] = []
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
