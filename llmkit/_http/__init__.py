@@ -11,9 +11,10 @@ neither a sync call's total deadline nor a stream's idle gap.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
+from typing_extensions import Unpack
 
 from .. import __version__
 from ..errors import ConnectionError, ProviderError, TimeoutError, redact
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "USER_AGENT",
     "CallBudget",
+    "ClientOptions",
     "allow_stream_gaps",
     "build_async_client",
     "build_client",
@@ -81,26 +83,29 @@ def allow_stream_gaps(
         extension["read"] = _finite(limit)
 
 
-def _client_kwargs(
-    *,
-    base_url: str | None,
-    headers: Mapping[str, str] | None,
-    timeout: Timeout | None,
-    verify: bool | str,
-    http2: bool,
-    limits: httpx.Limits | None,
-) -> dict[str, Any]:
+class ClientOptions(TypedDict, total=False):
+    """How :func:`build_client` / :func:`build_async_client` configure a client."""
+
+    base_url: str | None
+    headers: Mapping[str, str] | None
+    timeout: Timeout | None
+    verify: bool | str  # TLS verification, or a CA bundle path (default True)
+    http2: bool
+    limits: httpx.Limits | None
+
+
+def _client_kwargs(options: ClientOptions) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "headers": {"user-agent": USER_AGENT, **(headers or {})},
-        "timeout": httpx_timeout(timeout or Timeout()),
-        "verify": verify,
-        "limits": limits or DEFAULT_LIMITS,
+        "headers": {"user-agent": USER_AGENT, **(options.get("headers") or {})},
+        "timeout": httpx_timeout(options.get("timeout") or Timeout()),
+        "verify": options.get("verify", True),
+        "limits": options.get("limits") or DEFAULT_LIMITS,
         "trust_env": True,  # proxies and CA bundles from the environment, as httpx does
         "follow_redirects": False,
     }
-    if base_url:
-        kwargs["base_url"] = base_url
-    if http2:
+    if options.get("base_url"):
+        kwargs["base_url"] = options["base_url"]
+    if options.get("http2"):
         try:
             import h2  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -113,52 +118,18 @@ def _client_kwargs(
     return kwargs
 
 
-def build_client(
-    *,
-    base_url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: Timeout | None = None,
-    verify: bool | str = True,
-    http2: bool = False,
-    limits: httpx.Limits | None = None,
-) -> httpx.Client:
+def build_client(**options: Unpack[ClientOptions]) -> httpx.Client:
     """A pooled :class:`httpx.Client` configured the llmkit way, honouring the active
     :class:`CallBudget` on every socket operation."""
-    client = httpx.Client(
-        **_client_kwargs(
-            base_url=base_url,
-            headers=headers,
-            timeout=timeout,
-            verify=verify,
-            http2=http2,
-            limits=limits,
-        )
-    )
+    client = httpx.Client(**_client_kwargs(options))
     install(client)
     track(client)  # a cassette (llmkit.testing) can then record or replay its requests
     return client
 
 
-def build_async_client(
-    *,
-    base_url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: Timeout | None = None,
-    verify: bool | str = True,
-    http2: bool = False,
-    limits: httpx.Limits | None = None,
-) -> httpx.AsyncClient:
+def build_async_client(**options: Unpack[ClientOptions]) -> httpx.AsyncClient:
     """A pooled :class:`httpx.AsyncClient` configured the llmkit way."""
-    client = httpx.AsyncClient(
-        **_client_kwargs(
-            base_url=base_url,
-            headers=headers,
-            timeout=timeout,
-            verify=verify,
-            http2=http2,
-            limits=limits,
-        )
-    )
+    client = httpx.AsyncClient(**_client_kwargs(options))
     install_async(client)
     track(client)
     return client

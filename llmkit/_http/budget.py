@@ -31,7 +31,7 @@ import math
 import ssl
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from time import monotonic as _monotonic
 from typing import Any
@@ -223,33 +223,18 @@ class BudgetBackend(httpcore.NetworkBackend):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
         self._backend = backend
 
+    # httpcore passes local_address and socket_options through as they are (*args, **kwargs).
     def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
+        self, host: str, port: int, timeout: float | None = None, *args: Any, **kwargs: Any
     ) -> httpcore.NetworkStream:
-        return _open(
-            timeout,
-            lambda t: self._backend.connect_tcp(
-                host, port, timeout=t, local_address=local_address, socket_options=socket_options
-            ),
-        )
+        connect = self._backend.connect_tcp
+        return _open(timeout, lambda t: connect(host, port, t, *args, **kwargs))
 
     def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
+        self, path: str, timeout: float | None = None, *args: Any, **kwargs: Any
     ) -> httpcore.NetworkStream:
-        return _open(
-            timeout,
-            lambda t: self._backend.connect_unix_socket(
-                path, timeout=t, socket_options=socket_options
-            ),
-        )
+        connect = self._backend.connect_unix_socket
+        return _open(timeout, lambda t: connect(path, t, *args, **kwargs))
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)

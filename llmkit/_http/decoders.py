@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import codecs
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ProtocolError
 
 __all__ = ["NDJSONDecoder", "SSEDecoder", "ServerSentEvent"]
 
 
-@dataclass(frozen=True)
-class ServerSentEvent:
-    """One dispatched SSE event (https://html.spec.whatwg.org/multipage/server-sent-events.html)."""
+class ServerSentEvent(NamedTuple):
+    """One dispatched SSE event (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+
+    A named tuple: immutable, and cheap to build once per token."""
 
     data: str
     event: str = "message"
@@ -45,12 +45,19 @@ class _LineSplitter:
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = False  # the decoder holds the start of a character
         self._buffer = ""
         self._pending_cr = False
         self._at_start = True
 
     def feed(self, data: bytes) -> list[str]:
-        text = self._decoder.decode(data)
+        if self._partial:
+            text = self._decode(data)
+        else:
+            try:  # the usual piece: whole characters, decoded without the incremental state
+                text = data.decode()
+            except UnicodeDecodeError:  # a character split across pieces, or invalid bytes
+                text = self._decode(data)
         if not text:
             return []
         if self._at_start:
@@ -67,8 +74,14 @@ class _LineSplitter:
         if "\r" in buffer:
             self._pending_cr = buffer.endswith("\r")
             buffer = buffer.replace("\r\n", "\n").replace("\r", "\n")
-        *lines, self._buffer = buffer.split("\n")
+        lines = buffer.split("\n")
+        self._buffer = lines.pop()
         return lines
+
+    def _decode(self, data: bytes) -> str:
+        text = self._decoder.decode(data)
+        self._partial = bool(self._decoder.getstate()[0])
+        return text
 
     def flush(self) -> list[str]:
         rest = self._buffer + self._decoder.decode(b"", final=True)
@@ -91,9 +104,11 @@ class SSEDecoder:
         events: list[ServerSentEvent] = []
         for line in self._lines.feed(data):
             # The two lines of every token event, inlined (same rules as in _line).
+            if line.startswith("data: "):
+                self._data.append(line[6:])
+                continue
             if line.startswith("data:"):
-                value = line[5:]
-                self._data.append(value[1:] if value.startswith(" ") else value)
+                self._data.append(line[5:])
                 continue
             if not line and self._data:
                 events.append(

@@ -170,3 +170,12 @@ def test_error_in_payload_shapes() -> None:
     assert error_in_payload({"choices": [], "error": "x"}, backend="rest", model=None) is None
     err = error_in_payload({"error": {"message": "boom"}}, backend="rest", model="m")
     assert isinstance(err, ServerError) and "boom" in str(err)
+
+
+def test_invalid_utf8_is_replaced_and_the_next_piece_decodes() -> None:
+    # Whole pieces skip the incremental decoder; one with bad bytes or a cut character
+    # goes through it, and the pieces after it decode as before.
+    assert decode([b"data: a\xff", b"b\n\n", b"data: \xe2\x9c", b"\x93\n\n"]) == [
+        ServerSentEvent(data="a\ufffdb"),
+        ServerSentEvent(data="\u2713"),
+    ]

@@ -15,42 +15,29 @@ connection error or a 5xx is skipped for ``cooldown`` seconds and the request fa
 the next replica -- for a stream, only before the caller has seen an event -- before the error
 reaches the client's retry policy. :meth:`RestBackend.health` probes every replica.
 
-The HTTP clients come from :mod:`llmkit._http` (pooling, proxies from the environment, TLS
-options) and are built lazily, one sync and one async, so constructing a backend does no I/O.
+Every decision of a call (which replica, budgets, errors, failover, reading a stream) is
+the I/O-free :mod:`.exchange`, shared by the sync and async methods here, which only send
+and read. The HTTP clients come from :mod:`llmkit._http` (pooling, proxies from the
+environment, TLS options) and are built lazily, one sync and one async, so constructing a
+backend does no I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
-import logging
 import os
 import threading
-import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import suppress
+from dataclasses import fields
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ..._http import (
-    CallBudget,
-    allow_stream_gaps,
-    build_async_client,
-    build_client,
-    httpx_timeout,
-    map_transport_error,
-)
-from ...errors import (
-    ConnectionError,
-    ProtocolError,
-    ProviderError,
-    TimeoutError,
-    error_from_status,
-    redact,
-)
-from ...streaming import with_request_id
+from ..._http import CallBudget, build_async_client, build_client
 from ...timeouts import Timeout
 from ...types import (
     ChatRequest,
@@ -61,23 +48,18 @@ from ...types import (
     StreamEvent,
 )
 from .._openai_wire import ThinkTags
-from ..base import BaseBackend, check_json_extra, validate_options
+from ..base import BaseBackend, validate_options
 from .dialect_ollama import OllamaDialect
 from .dialect_openai import OpenAIDialect
 from .dialect_responses import ResponsesDialect
 from .dialect_tgi import TEMPLATES, TGIDialect
+from .exchange import AnyRequest, Probe, Shell
 from .replicas import Balance, Replica, ReplicaHealth, ReplicaSet
-from .wire import BACKEND, Dialect, WireCall, WireOptions, trim
+from .wire import Dialect, WireCall, WireOptions
 
 __all__ = ["ReplicaHealth", "RestBackend", "RestSettings"]
 
-logger = logging.getLogger("llmkit.rest")
-
 DialectName = Literal["openai", "tgi", "ollama"]
-AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
-# A timer may fire a little before its time: a transport timeout this close to the call's
-# deadline is the deadline running out.
-_DEADLINE_SLACK = 0.05
 
 _DIALECTS: dict[str, type[Dialect]] = {
     "openai": OpenAIDialect,
@@ -87,11 +69,6 @@ _DIALECTS: dict[str, type[Dialect]] = {
 _DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434"}
 ENV_BASE_URL = "LLMKIT_REST_BASE_URL"  # one URL, or several separated by commas
 ENV_API_KEY = "LLMKIT_REST_API_KEY"
-
-# Transport failures that say "this replica is unreachable or dropped us": worth another
-# replica. A read timeout is not among them: the replica may just be slow, and trying the
-# next one would spend the same budget again.
-_REPLICA_FAILURES = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
 
 
 class RestSettings(BaseModel):
@@ -244,17 +221,9 @@ class RestBackend(BaseBackend):
             s.base_url or [_DEFAULT_URLS[s.dialect]], balance=s.balance, cooldown=s.cooldown
         )
         dialect = ResponsesDialect if s.api == "responses" else _DIALECTS[s.dialect]
-        self._dialect = dialect(
-            WireOptions(
-                spec=self.spec,
-                stream_usage=s.stream_usage,
-                template=s.template,
-                keep_alive=s.keep_alive,
-                think_tags=s.think_tags,
-                think_levels=s.think_levels,
-                schema_format=s.schema_format,
-            )
-        )
+        # The dialect reads the settings of the same names as WireOptions' fields.
+        wire = {f.name: getattr(s, f.name) for f in fields(WireOptions) if f.name != "spec"}
+        self._dialect = dialect(WireOptions(spec=self.spec, **wire))
         self.capabilities = self._dialect.capabilities
         key = s.api_key.get_secret_value() if s.api_key is not None else None
         self._secrets: tuple[str, ...] = (key,) if key else ()
@@ -266,7 +235,13 @@ class RestBackend(BaseBackend):
         self._client: httpx.Client | None = None
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
-        self._timeouts: dict[Timeout, httpx.Timeout] = {}
+        self._shell = Shell(
+            model=model,
+            spec=self.spec,
+            replicas=self._replicas,
+            secrets=self._secrets,
+            failover=s.failover,
+        )
 
     def __repr__(self) -> str:
         urls = ", ".join(r.display for r in self._replicas.replicas)
@@ -339,139 +314,9 @@ class RestBackend(BaseBackend):
         if client is not None:
             client.close()
 
-    # ------------------------------------------------------------------ shared, I/O-free
-
-    def _timeout(self, request: AnyRequest) -> httpx.Timeout:
-        """This attempt's httpx budgets: the request's phases, capped by its deadline."""
-        t = request.timeout
-        remaining = request.remaining()
-        if remaining is None:
-            return self._timeout_for(t)
-        if remaining <= 0:
-            raise TimeoutError(
-                "the call's deadline passed before the request was sent",
-                backend=BACKEND,
-                model=self.model,
-            )
-        # Capping by ``remaining`` changes nothing while every httpx budget (each phase,
-        # itself capped by ``total``) still fits: then the shared conversion does.
-        if remaining >= min(max(t.connect, t.read), t.total):
-            return self._timeout_for(t)
-        return httpx_timeout(
-            Timeout(
-                connect=min(t.connect, remaining),
-                first_token=min(t.first_token, remaining),
-                idle=min(t.idle, remaining),
-                total=min(t.total, remaining),
-            )
-        )
-
-    def _timeout_for(self, t: Timeout) -> httpx.Timeout:
-        # Most calls share a handful of Timeout values; converting them is not free.
-        cached = self._timeouts.get(t)
-        if cached is None:
-            cached = self._timeouts[t] = httpx_timeout(t)
-            if len(self._timeouts) > 64:
-                self._timeouts.clear()
-        return cached
-
-    @staticmethod
-    def _stream_end(request: ChatRequest | CompletionRequest) -> float | None:
-        """The monotonic time a stream must be over by (httpx has no total budget)."""
-        ends = (
-            [time.monotonic() + request.timeout.total]
-            if request.timeout.total != float("inf")
-            else []
-        )
-        if request.deadline is not None:
-            ends.append(request.deadline)
-        return min(ends) if ends else None
-
-    def _own(self, err: ProviderError) -> ProviderError:
-        if err.backend is None or err.backend == self.spec:
-            err.backend = BACKEND
-        if err.model is None:
-            err.model = self.model
-        if self._secrets:  # error text parsed from a reply may echo the key back
-            err.message = redact(err.message, self._secrets)
-            err.args = (err.message,)
-            if err.body is not None:
-                err.body = json.loads(redact(json.dumps(err.body, default=str), self._secrets))
-        return err
-
-    def _failure(self, exc: Exception, replica: Replica) -> tuple[ProviderError, bool]:
-        """``exc`` as an llmkit error, and whether it is the replica's fault (fail over)."""
-        if isinstance(exc, ProviderError):
-            status = exc.status_code
-            if isinstance(exc, ConnectionError):  # a stream cut short by the replica
-                return self._own(exc), True
-            return self._own(exc), status is not None and status >= 500 and status != 501
-        if isinstance(exc, httpx.DecodingError):  # e.g. a corrupt gzip body: not transient
-            text = redact(str(exc), self._secrets)
-            return ProtocolError(
-                f"undecodable reply: {text}", backend=BACKEND, model=self.model
-            ), False
-        err = map_transport_error(exc, backend=BACKEND, model=self.model, secrets=self._secrets)
-        err.message = f"{err.message} (replica {replica.display})"
-        return err, isinstance(exc, _REPLICA_FAILURES)
-
-    def _status_error(self, response: httpx.Response, replica: Replica) -> ProviderError:
-        content = response.content
-        try:
-            body: Any = json.loads(content)
-        except ValueError:
-            body = content.decode("utf-8", "replace")
-        err = error_from_status(
-            response.status_code,
-            body,
-            response.headers,
-            backend=BACKEND,
-            model=self.model,
-            secrets=self._secrets,
-        )
-        if len(self._replicas) > 1:
-            err.message = f"{err.message} (replica {replica.display})"
-        return err
-
-    def _parse(self, call: WireCall, response: httpx.Response) -> Any:
-        try:
-            data = json.loads(response.content)
-        except ValueError:
-            text = response.content.decode("utf-8", "replace")
-            raise ProtocolError(
-                f"reply is not JSON: {trim(text)!r}", backend=BACKEND, model=self.model
-            ) from None
-        try:
-            parsed = call.parse(data, response.headers)
-        except ProviderError as err:
-            self._own(err)
-            raise
-        parsed.request_id = response.headers.get("x-request-id")
-        return parsed
-
-    def _acquire(self, tried: list[Replica]) -> Replica:
-        replica = self._replicas.acquire(tried)
-        if replica is None:  # pragma: no cover - _fail_over checks before another attempt
-            raise RuntimeError("no replica left to try")
-        tried.append(replica)
-        return replica
-
-    def _fail_over(
-        self, replica: Replica, tried: list[Replica], err: ProviderError, *, allowed: bool = True
-    ) -> bool:
-        """Put ``replica`` in cool-down; whether the call should try another replica."""
-        self._replicas.failed(replica)
-        again = allowed and self.settings.failover and len(tried) < len(self._replicas)
-        logger.warning(
-            "rest: replica %s failed (%s); cooling down for %gs%s",
-            replica.display,
-            type(err).__name__,
-            self._replicas.cooldown,
-            ", trying the next replica" if again else "",
-        )
-        return again
-
-    # ------------------------------------------------------------------ sync shell
+    # ------------------------------------------------------------------ calls
+    # The drivers below only do I/O; every decision (which replica, budgets, errors,
+    # failover, stream parsing) is the shared, I/O-free Shell/Attempt of .exchange.
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat call (with failover across replicas)."""
@@ -490,11 +335,6 @@ class RestBackend(BaseBackend):
         response: EmbeddingResponse = self._send(self._dialect.embed(request), request)
         return response
 
-    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        """Async :meth:`embed`."""
-        response: EmbeddingResponse = await self._asend(self._dialect.embed(request), request)
-        return response
-
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """Stream a chat reply; ends with a :class:`~llmkit.types.FinishEvent`."""
         return self._stream(self._dialect.chat(request, stream=True), request)
@@ -504,116 +344,17 @@ class RestBackend(BaseBackend):
         TGI ``/generate_stream`` or Ollama ``/api/generate`` (NDJSON), by dialect."""
         return self._stream(self._dialect.complete(request, stream=True), request)
 
-    def _send(self, call: WireCall, request: AnyRequest) -> Any:
-        check_json_extra(self.name, request.extra)
-        client = self._sync_client()
-        tried: list[Replica] = []
-        while True:
-            replica = self._acquire(tried)
-            try:
-                url = call.url(replica)
-                logger.debug("rest: POST %s", replica.display)
-                timeout = self._timeout(request)
-                with CallBudget(request.timeout, request.deadline):
-                    response = client.post(url, json=call.payload, timeout=timeout)
-                if response.status_code >= 400:
-                    raise self._status_error(response, replica)
-                self._replicas.succeeded(replica)
-                return self._parse(call, response)
-            except (httpx.RequestError, ProviderError) as exc:
-                err, replica_failed = self._failure(exc, replica)
-                if replica_failed and self._fail_over(replica, tried, err):
-                    continue
-                if err is exc:
-                    raise
-                raise err from exc
-            finally:
-                self._replicas.release(replica)
-
-    def _stream(
-        self, call: WireCall, request: ChatRequest | CompletionRequest
-    ) -> Iterator[StreamEvent]:
-        check_json_extra(self.name, request.extra)
-        client = self._sync_client()
-        tried: list[Replica] = []
-        while True:
-            replica = self._acquire(tried)
-            parser = call.new_parser()
-            response: httpx.Response | None = None
-            yielded = False
-            try:
-                end = self._stream_end(request)
-                req = client.build_request(
-                    "POST",
-                    call.url(replica),
-                    json=call.payload,
-                    timeout=self._timeout(request),
-                )
-                logger.debug("rest: POST %s (stream)", replica.display)
-                budget = CallBudget(request.timeout, request.deadline, stream=True)
-                with budget:  # the send; the transport binds the budget to the body
-                    response = client.send(req, stream=True)
-                if response.status_code >= 400:
-                    response.read()
-                    raise self._status_error(response, replica)
-                self._replicas.succeeded(replica)
-                request_id = response.headers.get("x-request-id")
-                allow_stream_gaps(response, request.timeout, request.remaining())
-                chunks = response.iter_bytes()
-                for data in chunks:
-                    if end is not None and time.monotonic() > end:
-                        raise self._total_timeout(request)
-                    for event in parser.feed(data):
-                        yielded = True
-                        yield event
-                        budget.next_event()  # the caller wants more: idle budget from now
-                    if parser.done:
-                        try:  # read the rest so the connection goes back to the pool
-                            for _ in chunks:
-                                pass
-                        except httpx.RequestError:
-                            pass  # the answer is complete; a hiccup after it changes nothing
-                        break
-                for event in with_request_id(parser.finish(), request_id):
-                    yielded = True
-                    yield event
-                return
-            except (httpx.RequestError, ProviderError) as exc:
-                err, replica_failed = self._failure(exc, replica)
-                # After an event reached the caller the replica is still put in cool-down,
-                # but the error surfaces: a stream is never replayed behind the caller's back.
-                if replica_failed and self._fail_over(replica, tried, err, allowed=not yielded):
-                    continue
-                if err is exc:
-                    raise
-                raise err from exc
-            finally:
-                if response is not None:
-                    response.close()
-                self._replicas.release(replica)
-
-    def _total_timeout(self, request: AnyRequest, what: str = " while streaming") -> TimeoutError:
-        return TimeoutError(
-            f"total timeout of {request.timeout.total:g}s (or the call's deadline) exceeded{what}",
-            backend=BACKEND,
-            model=self.model,
-        )
-
-    # ------------------------------------------------------------------ async shell
-
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """Async :meth:`chat` on an :class:`httpx.AsyncClient` (no thread, no extra loop)."""
-        response: ChatResponse = await self._asend(
-            self._dialect.chat(request, stream=False), request
-        )
-        return response
+        return await self._asend(self._dialect.chat(request, stream=False), request)  # type: ignore[no-any-return]
 
     async def acomplete(self, request: CompletionRequest) -> ChatResponse:
         """Async :meth:`complete`."""
-        response: ChatResponse = await self._asend(
-            self._dialect.complete(request, stream=False), request
-        )
-        return response
+        return await self._asend(self._dialect.complete(request, stream=False), request)  # type: ignore[no-any-return]
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Async :meth:`embed`."""
+        return await self._asend(self._dialect.embed(request), request)  # type: ignore[no-any-return]
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Async :meth:`stream`."""
@@ -623,132 +364,77 @@ class RestBackend(BaseBackend):
         """Async :meth:`stream_complete`."""
         return self._astream(self._dialect.complete(request, stream=True), request)
 
+    def _send(self, call: WireCall, request: AnyRequest) -> Any:
+        client = self._sync_client()
+        for attempt in self._shell.attempts(call, request):
+            with attempt:
+                # httpx alone bounds neither the total nor a trickled reply on the sync path.
+                with CallBudget(request.timeout, request.deadline):
+                    response = client.post(attempt.url, json=call.payload, timeout=attempt.timeout)
+                return attempt.reply(response)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     async def _asend(self, call: WireCall, request: AnyRequest) -> Any:
-        check_json_extra(self.name, request.extra)
         client = self._async_client()
-        tried: list[Replica] = []
-        while True:
-            replica = self._acquire(tried)
-            try:
-                url = call.url(replica)
-                logger.debug("rest: POST %s", replica.display)
-                response = await client.post(url, json=call.payload, timeout=self._timeout(request))
-                if response.status_code >= 400:
-                    raise self._status_error(response, replica)
-                self._replicas.succeeded(replica)
-                return self._parse(call, response)
-            except (httpx.RequestError, ProviderError) as exc:
-                # httpx's budgets are capped by the call's deadline (see _timeout): when that
-                # is what ran out, say so, rather than name the phase httpx was in.
-                left = request.remaining()
-                timed_out = isinstance(exc, httpx.TimeoutException)
-                if timed_out and left is not None and left <= _DEADLINE_SLACK:
-                    raise self._total_timeout(request, "") from exc
-                err, replica_failed = self._failure(exc, replica)
-                if replica_failed and self._fail_over(replica, tried, err):
-                    continue
-                if err is exc:
-                    raise
-                raise err from exc
-            finally:
-                self._replicas.release(replica)
+        for attempt in self._shell.attempts(call, request, late_is_total=True):
+            with attempt:
+                send = client.post(attempt.url, json=call.payload, timeout=attempt.timeout)
+                return attempt.reply(await send)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _stream(
+        self, call: WireCall, request: ChatRequest | CompletionRequest
+    ) -> Iterator[StreamEvent]:
+        client = self._sync_client()
+        for attempt in self._shell.attempts(call, request):
+            with attempt:
+                budget = CallBudget(request.timeout, request.deadline, stream=True)
+                with budget:  # the send; the transport binds the budget to the body
+                    response = client.send(attempt.build(client), stream=True)
+                try:
+                    if response.status_code >= 400:
+                        response.read()
+                    attempt.opened(response)
+                    chunks = response.iter_bytes()
+                    for data in chunks:
+                        for event in attempt.feed(data):
+                            yield event
+                            budget.next_event()  # the caller wants more: idle budget from now
+                        if attempt.done:
+                            with suppress(httpx.RequestError):  # the answer is complete
+                                deque(chunks, 0)  # the rest, so the connection is reused
+                            break
+                    yield from attempt.finish()
+                    return
+                finally:
+                    response.close()
 
     async def _astream(
         self, call: WireCall, request: ChatRequest | CompletionRequest
     ) -> AsyncIterator[StreamEvent]:
-        check_json_extra(self.name, request.extra)
         client = self._async_client()
-        tried: list[Replica] = []
-        while True:
-            replica = self._acquire(tried)
-            parser = call.new_parser()
-            response: httpx.Response | None = None
-            yielded = False
-            try:
-                end = self._stream_end(request)
-                req = client.build_request(
-                    "POST",
-                    call.url(replica),
-                    json=call.payload,
-                    timeout=self._timeout(request),
-                )
-                logger.debug("rest: POST %s (stream)", replica.display)
-                response = await client.send(req, stream=True)
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._status_error(response, replica)
-                self._replicas.succeeded(replica)
-                request_id = response.headers.get("x-request-id")
-                allow_stream_gaps(response, request.timeout, request.remaining())
-                chunks = response.aiter_bytes()
-                async for data in chunks:
-                    if end is not None and time.monotonic() > end:
-                        raise self._total_timeout(request)
-                    for event in parser.feed(data):
-                        yielded = True
+        for attempt in self._shell.attempts(call, request):
+            with attempt:
+                response = await client.send(attempt.build(client), stream=True)
+                try:
+                    if response.status_code >= 400:
+                        await response.aread()
+                    attempt.opened(response)
+                    async for data in (chunks := response.aiter_bytes()):
+                        for event in attempt.feed(data):
+                            yield event
+                        if attempt.done:
+                            with suppress(httpx.RequestError):
+                                async for _ in chunks:  # the rest: the connection is reused
+                                    pass
+                            break
+                    for event in attempt.finish():
                         yield event
-                    if parser.done:
-                        try:  # read the rest so the connection goes back to the pool
-                            async for _ in chunks:
-                                pass
-                        except httpx.RequestError:
-                            pass
-                        break
-                for event in with_request_id(parser.finish(), request_id):
-                    yielded = True
-                    yield event
-                return
-            except (httpx.RequestError, ProviderError) as exc:
-                err, replica_failed = self._failure(exc, replica)
-                # After an event reached the caller the replica is still put in cool-down,
-                # but the error surfaces: a stream is never replayed behind the caller's back.
-                if replica_failed and self._fail_over(replica, tried, err, allowed=not yielded):
-                    continue
-                if err is exc:
-                    raise
-                raise err from exc
-            finally:
-                if response is not None:
+                    return
+                finally:
                     await response.aclose()
-                self._replicas.release(replica)
 
     # ------------------------------------------------------------------ health
-
-    def _probes(self, replica: Replica) -> list[tuple[str, str]]:
-        models = replica.api + "/models"
-        return [
-            (replica.root + "/health", "/health"),
-            (models, models[len(replica.root) :] or models),
-        ]
-
-    def _judge(
-        self, replica: Replica, results: list[tuple[str, int | None, float, str | None]]
-    ) -> ReplicaHealth:
-        """Health from the probes made: ``(endpoint, status, seconds, error)`` each."""
-        endpoint, status, latency, error = results[-1]
-        healthy = status is not None and 200 <= status < 300
-        if healthy:
-            self._replicas.succeeded(replica)
-        else:
-            if error is None:
-                error = f"{endpoint} answered {status}"
-            if status is None or status >= 500:
-                self._replicas.failed(replica)
-        return ReplicaHealth(
-            url=replica.display,
-            healthy=healthy,
-            endpoint=endpoint if status is not None else None,
-            status_code=status,
-            latency_s=latency,
-            error=None if healthy else error,
-            cooling_down=self._replicas.cooling_down(replica),
-            in_flight=replica.in_flight,
-        )
-
-    def _probe_error(self, exc: Exception) -> str:
-        return str(
-            map_transport_error(exc, backend=BACKEND, model=self.model, secrets=self._secrets)
-        )
 
     def health(self, *, timeout: float = 5.0) -> list[ReplicaHealth]:
         """Probe every replica: ``GET /health``, then the models list where ``/health`` is
@@ -757,18 +443,13 @@ class RestBackend(BaseBackend):
         client = self._sync_client()
         out = []
         for replica in self._replicas.replicas:
-            results: list[tuple[str, int | None, float, str | None]] = []
-            for url, endpoint in self._probes(replica):
-                started = time.perf_counter()
+            probe = Probe(self._shell, replica)
+            while (url := probe.next_url()) is not None:
                 try:
-                    status: int | None = client.get(url, timeout=timeout).status_code
-                    error = None
+                    probe.answered(client.get(url, timeout=timeout).status_code)
                 except httpx.RequestError as exc:
-                    status, error = None, self._probe_error(exc)
-                results.append((endpoint, status, time.perf_counter() - started, error))
-                if status not in (404, 405):
-                    break
-            out.append(self._judge(replica, results))
+                    probe.answered(exc)
+            out.append(probe.health())
         return out
 
     async def ahealth(self, *, timeout: float = 5.0) -> list[ReplicaHealth]:
@@ -776,18 +457,13 @@ class RestBackend(BaseBackend):
         client = self._async_client()
 
         async def probe(replica: Replica) -> ReplicaHealth:
-            results: list[tuple[str, int | None, float, str | None]] = []
-            for url, endpoint in self._probes(replica):
-                started = time.perf_counter()
+            flow = Probe(self._shell, replica)
+            while (url := flow.next_url()) is not None:
                 try:
-                    status: int | None = (await client.get(url, timeout=timeout)).status_code
-                    error = None
+                    flow.answered((await client.get(url, timeout=timeout)).status_code)
                 except httpx.RequestError as exc:
-                    status, error = None, self._probe_error(exc)
-                results.append((endpoint, status, time.perf_counter() - started, error))
-                if status not in (404, 405):
-                    break
-            return self._judge(replica, results)
+                    flow.answered(exc)
+            return flow.health()
 
         return list(await asyncio.gather(*(probe(r) for r in self._replicas.replicas)))
 

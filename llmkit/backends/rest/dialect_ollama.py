@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -42,8 +43,8 @@ from ...types import (
     new_response_id,
 )
 from .._embeddings_wire import ollama_embed_body, parse_ollama_embed
-from ..base import Capabilities
-from .wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard, not_streamed
+from .dialect_openai import OpenAIDialect
+from .wire import BACKEND, Dialect, NDJSONParser, WireCall, counted_usage, guard
 
 __all__ = ["OllamaDialect", "ollama_payload"]
 
@@ -212,28 +213,14 @@ class OllamaDialect(Dialect):
     """Ollama's native API on the replica's server root."""
 
     name = "ollama"
-    capabilities = Capabilities(
-        streaming=True,
-        tools=False,
-        structured_output=True,
-        completion=True,
-        vision=True,
-        embeddings=True,
-    )
+    # The OpenAI-compatible API's, less tools (they need the openai dialect) and audio and
+    # file parts.
+    capabilities = replace(OpenAIDialect.capabilities, tools=False, audio=False, files=False)
 
     def embed(self, request: EmbeddingRequest) -> WireCall:
         """``/api/embed``: ``{"model", "input": [...]}`` in, ``{"embeddings": [...]}`` out."""
-        model, spec = request.model, self.options.spec
-        return WireCall(
-            on="root",
-            path="/api/embed",
-            payload=ollama_embed_body(request, model),
-            stream=False,
-            parse=lambda data, headers: parse_ollama_embed(
-                data, request, backend=spec, model=model
-            ),
-            new_parser=not_streamed,
-        )
+        body = ollama_embed_body(request, request.model)
+        return self._embed_call(request, "root", "/api/embed", body, parse_ollama_embed)
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = {

@@ -8,6 +8,7 @@ are the shared :mod:`llmkit.backends._openai_wire` code; this module adds the en
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from ...types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest
@@ -22,7 +23,7 @@ from .._openai_wire import (
     parse_completion,
 )
 from ..base import Capabilities
-from .wire import BACKEND, Dialect, WireCall, guard, not_streamed
+from .wire import BACKEND, Dialect, ParseFn, WireCall, guard
 
 __all__ = ["OpenAIDialect", "OpenAIStreamParser"]
 
@@ -50,60 +51,27 @@ class OpenAIDialect(Dialect):
     """``/v1/chat/completions``, ``/v1/completions`` on the replica's API base."""
 
     name = "openai"
-    # Content parts travel as OpenAI parts; whether the served model reads them is the
-    # server's to say (a 400 comes back as BadRequestError).
-    capabilities = Capabilities(
-        streaming=True,
-        tools=True,
-        structured_output=True,
-        completion=True,
-        vision=True,
-        audio=True,
-        files=True,
-        embeddings=True,
-    )
+    # Everything the OpenAI API has. Content parts travel as OpenAI parts; whether the served
+    # model reads them is the server's to say (a 400 comes back as BadRequestError).
+    capabilities = Capabilities(**{f.name: True for f in fields(Capabilities)})
 
     def embed(self, request: EmbeddingRequest) -> WireCall:
         """``/v1/embeddings`` (vLLM, llama.cpp, Ollama's /v1, TEI's OpenAI route, llmkit serve)."""
-        model, spec = request.model, self.options.spec
-        return WireCall(
-            on="api",
-            path="/embeddings",
-            payload=openai_embedding_body(request, model),
-            stream=False,
-            parse=lambda data, headers: parse_openai_embeddings(
-                data, request, backend=spec, model=model
-            ),
-            new_parser=not_streamed,
-        )
+        body = openai_embedding_body(request, request.model)
+        return self._embed_call(request, "api", "/embeddings", body, parse_openai_embeddings)
 
     def chat(self, request: ChatRequest, *, stream: bool) -> WireCall:
         payload = chat_payload(request, stream=stream, include_usage=self.options.stream_usage)
         if self.options.schema_format == "json_object":
             _schema_as_json_object(payload)
-        model, tags = request.model, self.options.think_tags
-        return WireCall(
-            on="api",
-            path="/chat/completions",
-            payload=payload,
-            stream=stream,
-            parse=self._parse_chat,
-            new_parser=lambda: OpenAIStreamParser(model, tags),
-        )
+        tags = self.options.think_tags
+        return _call("/chat/completions", payload, stream, self._parse_chat, request.model, tags)
 
     def complete(self, request: CompletionRequest, *, stream: bool) -> WireCall:
         payload = completion_payload(
             request, stream=stream, include_usage=self.options.stream_usage
         )
-        model = request.model
-        return WireCall(
-            on="api",
-            path="/completions",
-            payload=payload,
-            stream=stream,
-            parse=self._parse_completion,
-            new_parser=lambda: OpenAIStreamParser(model, "off"),
-        )
+        return _call("/completions", payload, stream, self._parse_completion, request.model)
 
     def _parse_chat(self, data: Any, headers: Mapping[str, str]) -> ChatResponse:
         _check(data)
@@ -125,6 +93,25 @@ class OpenAIDialect(Dialect):
             "reply", data, parse_completion, data, backend=self.options.spec
         )
         return response
+
+
+def _call(
+    path: str,
+    payload: dict[str, Any],
+    stream: bool,
+    parse: ParseFn,
+    model: str,
+    think_tags: ThinkTags = "off",
+) -> WireCall:
+    """A call to ``path`` on the API base; a streamed reply is read by the shared decoder."""
+    return WireCall(
+        on="api",
+        path=path,
+        payload=payload,
+        stream=stream,
+        parse=parse,
+        new_parser=lambda: OpenAIStreamParser(model, think_tags),
+    )
 
 
 def _check(data: Any) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..._thinking import ThinkTagDecoder, opens_thinking, split_think
@@ -38,7 +39,6 @@ from ...types import (
     new_response_id,
 )
 from .._embeddings_wire import parse_tei_embed, tei_embed_body
-from ..base import Capabilities
 from .dialect_openai import OpenAIDialect
 from .wire import (
     BACKEND,
@@ -48,7 +48,6 @@ from .wire import (
     WireCall,
     counted_usage,
     guard,
-    not_streamed,
 )
 
 __all__ = ["TEMPLATES", "TGIDialect", "render_template"]
@@ -185,26 +184,13 @@ class TGIDialect(Dialect):
     """TGI: native ``/generate`` with a user template or for completion, else its OpenAI API."""
 
     name = "tgi"
-    capabilities = Capabilities(
-        streaming=True,
-        tools=False,
-        structured_output=True,
-        completion=True,
-        vision=True,  # through TGI's OpenAI-compatible chat API (not a text template)
-        embeddings=True,
-    )
+    # Vision through TGI's OpenAI-compatible chat API (not a text template); tools, audio and
+    # file parts are not offered.
+    capabilities = replace(OpenAIDialect.capabilities, tools=False, audio=False, files=False)
 
     def embed(self, request: EmbeddingRequest) -> WireCall:
         """Text Embeddings Inference's native ``/embed`` (a bare list of vectors back)."""
-        model, spec = request.model, self.options.spec
-        return WireCall(
-            on="root",
-            path="/embed",
-            payload=tei_embed_body(request),
-            stream=False,
-            parse=lambda data, headers: parse_tei_embed(data, request, backend=spec, model=model),
-            new_parser=not_streamed,
-        )
+        return self._embed_call(request, "root", "/embed", tei_embed_body(request), parse_tei_embed)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

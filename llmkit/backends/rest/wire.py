@@ -134,7 +134,7 @@ class StreamParser(Protocol):
 ParseFn = Callable[[Any, Mapping[str, str]], "ChatResponse | EmbeddingResponse"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built once per call, and frozen init costs a microsecond
 class WireCall:
     """One HTTP exchange, described without doing it.
 
@@ -172,27 +172,65 @@ class Dialect:
     def embed(self, request: EmbeddingRequest) -> WireCall:
         raise UnsupportedFeatureError(f"the {self.name} dialect cannot embed text")
 
+    def _embed_call(
+        self,
+        request: EmbeddingRequest,
+        on: Literal["root", "api"],
+        path: str,
+        payload: Any,
+        parse: Callable[..., EmbeddingResponse],
+    ) -> WireCall:
+        """An embedding call (never streamed): ``parse(data, request, backend=, model=)``
+        reads the reply of whichever embedding API the dialect speaks."""
+        model, spec = request.model, self.options.spec
+        return WireCall(
+            on=on,
+            path=path,
+            payload=payload,
+            stream=False,
+            parse=lambda data, headers: parse(data, request, backend=spec, model=model),
+            new_parser=not_streamed,
+        )
+
 
 def not_streamed() -> StreamParser:
     """The ``new_parser`` of a call that is never streamed (embeddings)."""
     raise AssertionError("this call has no streamed form")
 
 
-class SSEParser:
-    """Server-sent events of JSON objects; subclasses handle one decoded object at a time."""
+class _ObjectStream:
+    """A stream of JSON objects decoded from the body (``_decoder``: SSE or NDJSON); the
+    subclass's ``_handle`` turns the decoded items into events."""
 
-    def __init__(self) -> None:
+    def __init__(self, decoder: SSEDecoder | NDJSONDecoder) -> None:
         self.done = False
-        self._sse = SSEDecoder()
+        self._decoder = decoder
 
     def feed(self, data: bytes) -> list[StreamEvent]:
-        return self._handle(self._sse.feed(data))
+        return self._handle(self._decoder.feed(data))
 
     def finish(self) -> list[StreamEvent]:
-        events = [] if self.done else self._handle(self._sse.flush())
+        events = [] if self.done else self._handle(self._decoder.flush())
         if not self.complete():
             raise _cut_short()
         return events + self.closing()
+
+    def _handle(self, items: Iterable[Any]) -> list[StreamEvent]:
+        raise NotImplementedError
+
+    def closing(self) -> list[StreamEvent]:
+        raise NotImplementedError
+
+    def complete(self) -> bool:
+        """Whether the server marked the end of the reply (``[DONE]`` or its own marker)."""
+        return self.done
+
+
+class SSEParser(_ObjectStream):
+    """Server-sent events of JSON objects; subclasses handle one decoded object at a time."""
+
+    def __init__(self) -> None:
+        super().__init__(SSEDecoder())
 
     def _handle(self, sse_events: Iterable[ServerSentEvent]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -220,29 +258,12 @@ class SSEParser:
     def on_object(self, obj: Any, event: str) -> list[StreamEvent]:
         raise NotImplementedError
 
-    def closing(self) -> list[StreamEvent]:
-        raise NotImplementedError
 
-    def complete(self) -> bool:
-        """Whether the server marked the end of the reply (``[DONE]`` or its own marker)."""
-        return self.done
-
-
-class NDJSONParser:
+class NDJSONParser(_ObjectStream):
     """Newline-delimited JSON objects; subclasses handle one object at a time."""
 
     def __init__(self) -> None:
-        self.done = False
-        self._lines = NDJSONDecoder(backend=BACKEND)
-
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        return self._handle(self._lines.feed(data))
-
-    def finish(self) -> list[StreamEvent]:
-        events = [] if self.done else self._handle(self._lines.flush())
-        if not self.complete():
-            raise _cut_short()
-        return events + self.closing()
+        super().__init__(NDJSONDecoder(backend=BACKEND))
 
     def _handle(self, objects: Iterable[Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -257,10 +278,3 @@ class NDJSONParser:
 
     def on_object(self, obj: Any) -> list[StreamEvent]:
         raise NotImplementedError
-
-    def closing(self) -> list[StreamEvent]:
-        raise NotImplementedError
-
-    def complete(self) -> bool:
-        """Whether the server marked the end of the reply (``[DONE]`` or its own marker)."""
-        return self.done
