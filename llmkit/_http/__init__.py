@@ -17,6 +17,7 @@ import httpx
 from typing_extensions import Unpack
 
 from .. import __version__
+from .._requests import BaseRequest
 from ..errors import ConnectionError, ProviderError, TimeoutError, redact
 from ..timeouts import Timeout
 from .budget import CallBudget, OverBudget, install
@@ -135,14 +136,30 @@ def build_async_client(**options: Unpack[ClientOptions]) -> httpx.AsyncClient:
     return client
 
 
+# A timer may fire a little before its time: a transport timeout this close to the call's
+# deadline is the deadline running out.
+DEADLINE_SLACK = 0.05
+
+
+def at_deadline(request: BaseRequest) -> bool:
+    """Whether ``request``'s deadline has (all but) run out."""
+    left = request.remaining()
+    return left is not None and left <= DEADLINE_SLACK
+
+
 def map_transport_error(
     exc: BaseException,
     *,
     backend: str,
     model: str | None,
     secrets: Iterable[str | None] = (),
+    request: BaseRequest | None = None,
 ) -> ProviderError:
-    """An httpx transport exception as the matching llmkit error (message redacted)."""
+    """An httpx transport exception as the matching llmkit error (message redacted).
+
+    httpx's budgets are capped by ``request``'s deadline: a timeout when (almost) nothing of it
+    is left is the deadline running out, and the error says so rather than name the phase
+    httpx happened to be in."""
     original = str(exc) or type(exc).__name__
     text = redact(original, secrets)
     if text != original:
@@ -160,6 +177,9 @@ def map_transport_error(
             httpx.WriteTimeout: "write",
             httpx.PoolTimeout: "connection pool",
         }.get(type(exc), "request")
+        if request is not None and at_deadline(request):
+            total = request.timeout.total
+            phase = f"total timeout of {total:g}s (or the call's deadline) exceeded; {phase}"
         return TimeoutError(f"{phase} timeout: {text}", backend=backend, model=model)
     if isinstance(
         exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.NetworkError)

@@ -42,7 +42,7 @@ import openai.resources.responses  # lazily exported in 3.x; imported for its si
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .. import _http
-from .._requests import ChatRequest, CompletionRequest, EmbeddingRequest
+from .._requests import BaseRequest, ChatRequest, CompletionRequest, EmbeddingRequest
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -420,8 +420,10 @@ class _OpenAIBase(BaseBackend):
 
     # -- the one place failures become llmkit errors
 
-    def _map_error(self, exc: BaseException, model: str) -> LLMError:
-        """Map an SDK or transport exception to :mod:`llmkit.errors` (and scrub secrets)."""
+    def _map_error(
+        self, exc: BaseException, model: str, request: BaseRequest | None = None
+    ) -> LLMError:
+        """An SDK or transport exception as an :mod:`llmkit.errors` one, secrets scrubbed."""
         self._scrub(exc)
         if isinstance(exc, LLMError):
             return exc
@@ -443,19 +445,23 @@ class _OpenAIBase(BaseBackend):
                 return cause
             if isinstance(cause, httpx.HTTPError):
                 return _http.map_transport_error(
-                    cause, backend=self.name, model=model, secrets=secrets
+                    cause, backend=self.name, model=model, secrets=secrets, request=request
                 )
             cls = TimeoutError if isinstance(exc, openai.APITimeoutError) else ConnectionError
             return cls(redact(str(exc), secrets), backend=self.name, model=model)
         if isinstance(exc, httpx.HTTPError):  # raised while reading a stream's body
-            return _http.map_transport_error(exc, backend=self.name, model=model, secrets=secrets)
+            return _http.map_transport_error(
+                exc, backend=self.name, model=model, secrets=secrets, request=request
+            )
         if isinstance(exc, openai.APIError):  # e.g. a reply the SDK could not validate
             return ProtocolError(redact(str(exc), secrets), backend=self.name, model=model)
         # openai.OpenAIError outside HTTP: missing credentials, a token provider that failed.
         return ConfigError(f"{self.name}: {redact(str(exc), secrets)}")
 
-    def _stream_error(self, exc: BaseException, model: str, state: Any) -> LLMError:
-        error = self._map_error(exc, model)
+    def _stream_error(
+        self, exc: BaseException, model: str, state: Any, request: BaseRequest
+    ) -> LLMError:
+        error = self._map_error(exc, model, request)
         if isinstance(error, ProviderError) and error.request_id is None:
             error.request_id = state.request_id  # from the response headers
         return error
@@ -483,7 +489,7 @@ class _OpenAIBase(BaseBackend):
             with _http.CallBudget(request.timeout, request.deadline):
                 raw = self._chat_api(self.sdk).with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise self._map_error(exc, kwargs["model"]) from exc
+            raise self._map_error(exc, kwargs["model"], request) from exc
         return self._chat_response(raw.content, kwargs["model"], raw.headers)
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
@@ -520,7 +526,7 @@ class _OpenAIBase(BaseBackend):
             if state.done and isinstance(exc, httpx.HTTPError):
                 yield from state.end()  # the reply was complete; only the drain failed
                 return
-            error = self._stream_error(exc, model, state)
+            error = self._stream_error(exc, model, state, request)
             if error is exc:
                 raise
             raise error from exc
@@ -532,7 +538,7 @@ class _OpenAIBase(BaseBackend):
             with _http.CallBudget(request.timeout, request.deadline):
                 raw = self.sdk.completions.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise self._map_error(exc, kwargs["model"]) from exc
+            raise self._map_error(exc, kwargs["model"], request) from exc
         return self._completion_response(raw.content, kwargs["model"], raw.headers)
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
@@ -542,7 +548,7 @@ class _OpenAIBase(BaseBackend):
             with _http.CallBudget(request.timeout, request.deadline):
                 raw = self.sdk.embeddings.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise self._map_error(exc, kwargs["model"]) from exc
+            raise self._map_error(exc, kwargs["model"], request) from exc
         return self._embedding_response(raw.content, request, kwargs["model"], raw.headers)
 
     # -- async shells (mirrors of the above; all logic lives in the pure helpers)
@@ -553,7 +559,7 @@ class _OpenAIBase(BaseBackend):
         try:
             raw = await self.async_sdk.embeddings.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise self._map_error(exc, kwargs["model"]) from exc
+            raise self._map_error(exc, kwargs["model"], request) from exc
         return self._embedding_response(raw.content, request, kwargs["model"], raw.headers)
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
@@ -562,7 +568,7 @@ class _OpenAIBase(BaseBackend):
         try:
             raw = await self._chat_api(self.async_sdk).with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise self._map_error(exc, kwargs["model"]) from exc
+            raise self._map_error(exc, kwargs["model"], request) from exc
         return self._chat_response(raw.content, kwargs["model"], raw.headers)
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -601,7 +607,7 @@ class _OpenAIBase(BaseBackend):
                 for event in state.end():  # the reply was complete; only the drain failed
                     yield event
                 return
-            error = self._stream_error(exc, model, state)
+            error = self._stream_error(exc, model, state, request)
             if error is exc:
                 raise
             raise error from exc
@@ -612,7 +618,7 @@ class _OpenAIBase(BaseBackend):
         try:
             raw = await self.async_sdk.completions.with_raw_response.create(**kwargs)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise self._map_error(exc, kwargs["model"]) from exc
+            raise self._map_error(exc, kwargs["model"], request) from exc
         return self._completion_response(raw.content, kwargs["model"], raw.headers)
 
     # -- lifecycle

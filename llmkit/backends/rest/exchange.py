@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from ..._http import allow_stream_gaps, httpx_timeout, map_transport_error
+from ..._http import allow_stream_gaps, at_deadline, httpx_timeout, map_transport_error
 from ...errors import (
     ConnectionError,
     ProtocolError,
@@ -53,9 +53,6 @@ logger = logging.getLogger("llmkit.rest")
 
 AnyRequest = ChatRequest | CompletionRequest | EmbeddingRequest
 _INF = float("inf")
-# A timer may fire a little before its time: a transport timeout this close to the call's
-# deadline is the deadline running out.
-_DEADLINE_SLACK = 0.05
 # Transport failures that say "this replica is unreachable or dropped us": worth another
 # replica. A read timeout is not among them: the replica may just be slow, and trying the
 # next one would spend the same budget again.
@@ -257,12 +254,11 @@ class Attempt:
         shell.replicas.release(self.replica)
         if not isinstance(exc, _FAILURES):
             return False  # success, or not ours to translate (cancellation, a bug)
-        if self.late_is_total and isinstance(exc, httpx.TimeoutException):
-            # httpx's budgets are capped by the deadline (see Shell.timeout): when that is
-            # what ran out, say so, rather than name the phase httpx was in.
-            left = self.request.remaining()
-            if left is not None and left <= _DEADLINE_SLACK:
-                raise shell.total_timeout(self.request, "") from exc
+        # httpx's budgets are capped by the deadline (see Shell.timeout): when that is what
+        # ran out, say so, rather than name the phase httpx was in.
+        late = self.late_is_total and isinstance(exc, httpx.TimeoutException)
+        if late and at_deadline(self.request):
+            raise shell.total_timeout(self.request, "") from exc
         err, replica_failed = shell.failure(exc, self.replica)
         # After an event reached the caller the replica is still put in cool-down, but the
         # error surfaces: a stream is never replayed behind the caller's back.
