@@ -413,7 +413,7 @@ class RestBackend(BaseBackend):
         self, call: WireCall, request: ChatRequest | CompletionRequest
     ) -> AsyncIterator[StreamEvent]:
         client = self._async_client()
-        for attempt in self._shell.attempts(call, request):
+        for attempt in self._shell.attempts(call, request, late_is_total=True):
             with attempt:
                 response = await client.send(attempt.build(client), stream=True)
                 try:
