@@ -22,53 +22,53 @@ __all__ = [
 ]
 
 
-class TextPart(BaseModel):
-    """A text piece of a multi-part message."""
+class _Closed(BaseModel):
+    """A part, or what a part carries, refuses keys it does not know: a misspelt key is a
+    validation error, not a field silently dropped before it reaches the provider."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Closed):
+    """A text piece of a multi-part message."""
+
     type: Literal["text"] = "text"
     text: str
 
 
-class ImageURL(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ImageURL(_Closed):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImagePart(BaseModel):
+class ImagePart(_Closed):
     """An image (URL or ``data:`` URI) in a multi-part user message."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["image_url"] = "image_url"
     image_url: ImageURL
 
 
-class InputAudio(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class InputAudio(_Closed):
     data: str  # base64
     format: str  # "wav", "mp3", ...
 
 
-class AudioPart(BaseModel):
+class AudioPart(_Closed):
     """Audio (base64) in a multi-part user message; OpenAI's ``input_audio`` part."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["input_audio"] = "input_audio"
     input_audio: InputAudio
 
 
-class FileData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FileData(_Closed):
     file_data: str | None = None  # a data: URL
     file_id: str | None = None  # a file uploaded to the provider
     filename: str | None = None
 
 
-class FilePart(BaseModel):
+class FilePart(_Closed):
     """A document (e.g. a PDF) in a multi-part user message; OpenAI's ``file`` part."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["file"] = "file"
     file: FileData
 

@@ -7,6 +7,7 @@ used by spec string) is in tests/test_third_party_backend.py.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
@@ -189,6 +190,12 @@ def test_base_backend_declares_the_optional_methods_and_no_server() -> None:
     assert isinstance(backend, SupportsCompletion) and isinstance(backend, SupportsEmbedding)
     assert isinstance(backend, SupportsServerURL) and backend.server_url is None
     assert not isinstance(backend, SupportsBatch) and not isinstance(backend, SupportsLoad)
+
+
+def test_every_capability_is_each_flag_on() -> None:
+    every = Capabilities.every()
+    assert all(getattr(every, f.name) for f in dataclasses.fields(Capabilities))
+    assert Capabilities.every() == every  # frozen and equal, so a backend may share it
 
 
 class Batching(ChatOnly):

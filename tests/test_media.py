@@ -135,6 +135,14 @@ def test_messages_take_parts_strings_and_openai_dicts() -> None:
     assert [p.type for p in shaped[0].content or []] == ["text", "input_audio", "file", "image_url"]
     with pytest.raises(InvalidInputError):
         normalize_messages([{"role": "user", "content": [{"type": "video", "video": {}}]}])
+    # A misspelt key, in a part or in what it carries, is refused rather than dropped.
+    misspelt = [
+        ("txet", {"type": "text", "text": "x", "txet": "x"}),
+        ("fmt", {"type": "input_audio", "input_audio": {"data": "AA", "format": "wav", "fmt": 1}}),
+    ]
+    for key, part in misspelt:
+        with pytest.raises(InvalidInputError, match=f"{key}: Extra inputs are not permitted"):
+            normalize_messages([{"role": "user", "content": [part]}])
 
 
 def parts_message() -> Message:

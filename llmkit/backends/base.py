@@ -52,7 +52,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
@@ -89,6 +89,11 @@ class Capabilities:
     audio: bool = False  # audio parts (input_audio) in messages
     files: bool = False  # file parts (PDF) in messages
     embeddings: bool = False  # embed(): texts -> vectors: implements SupportsEmbedding
+
+    @classmethod
+    def every(cls) -> Capabilities:
+        """Every capability on: what a backend for the whole OpenAI API declares."""
+        return cls(**{f.name: True for f in fields(cls)})
 
 
 @runtime_checkable

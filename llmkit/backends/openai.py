@@ -245,16 +245,7 @@ class _StreamState:
 class _OpenAIBase(BaseBackend):
     """What the OpenAI and Azure backends share: kwargs, shells and the error mapping."""
 
-    capabilities = Capabilities(
-        streaming=True,
-        tools=True,
-        structured_output=True,
-        completion=True,
-        vision=True,
-        audio=True,
-        files=True,
-        embeddings=True,
-    )
+    capabilities = Capabilities.every()
     _settings: _CommonSettings
 
     def __init__(self, model: str) -> None:

@@ -102,6 +102,47 @@ _DONE = object()
 _JOIN_TIMEOUT = 30.0
 
 
+class _Pieces:
+    """The caller's end of a streamed row, for a thread or an event loop alike: the worker
+    queues each text piece, then ``_DONE`` or the error that ended the row; the caller waits
+    for each within its budget (``first_token``, then ``idle``, the deadline throughout)."""
+
+    def __init__(
+        self, prepared: _Prepared, timeout: Callable[[str, float | None], errors.TimeoutError]
+    ) -> None:
+        self._prepared = prepared
+        self._timeout = timeout
+        self._first = True
+        self._wait: float | None = None
+        self._what = ""
+
+    def wait(self) -> float | None:
+        """Seconds to wait for the next piece (``None``: no limit)."""
+        timeout = self._prepared.timeout
+        budget = timeout.first_token if self._first else timeout.idle
+        self._what = "first_token timeout" if self._first else "idle timeout"
+        self._wait = budget if math.isfinite(budget) else None
+        deadline = self._prepared.deadline
+        if deadline is not None:
+            left = max(0.0, deadline - time.monotonic())
+            if self._wait is None or left < self._wait:
+                self._wait, self._what = left, "deadline"
+        return self._wait
+
+    def timed_out(self) -> errors.TimeoutError:
+        """The error for the wait that ran out, naming its budget."""
+        return self._timeout(self._what, self._wait)
+
+    def delta(self, item: Any) -> TextDelta | None:
+        """The event for one item off the queue; ``None`` at the end. Raises the row's error."""
+        if item is _DONE:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        self._first = False
+        return TextDelta(delta=item)
+
+
 class HuggingFaceSettings(BaseModel):
     """Constructor options of the ``hf`` backend."""
 
@@ -471,23 +512,6 @@ class HuggingFaceBackend(Preparation, CompiledDecoding, EmbeddingSupport, BaseBa
         if not self._scheduler.settled(job):
             await asyncio.to_thread(self._scheduler.release, job, timeout=_JOIN_TIMEOUT)
 
-    @staticmethod
-    def _wait(
-        prepared: _Prepared, first: bool, whole_limit: float | None
-    ) -> tuple[float | None, str]:
-        """How long to wait for the next piece, and which budget that is."""
-        now = time.monotonic()
-        if whole_limit is not None:
-            return max(0.0, whole_limit - now), "the first_token timeout or deadline"
-        budget = prepared.timeout.first_token if first else prepared.timeout.idle
-        what = "first_token timeout" if first else "idle timeout"
-        wait = budget if math.isfinite(budget) else None
-        if prepared.deadline is not None:
-            left = max(0.0, prepared.deadline - now)
-            if wait is None or left < wait:
-                wait, what = left, "deadline"
-        return wait, what
-
     def _finish_events(self, row: RowState) -> list[StreamEvent]:
         return [
             UsageEvent(
@@ -500,30 +524,30 @@ class HuggingFaceBackend(Preparation, CompiledDecoding, EmbeddingSupport, BaseBa
             ),
         ]
 
+    def _stream_job(
+        self, loaded: LoadedModel, prepared: _Prepared, put: Callable[[Any], None]
+    ) -> Job[tuple[LoadedModel, _Prepared]]:
+        """A streamed row's job: it puts its text pieces, then what :class:`_Pieces` reads."""
+
+        def on_done(error: BaseException | None) -> None:
+            put(_DONE if error is None else error)
+
+        return self._job(loaded, prepared, prepared.deadline, on_text=put, on_done=on_done)
+
     def _stream_prepared(self, loaded: LoadedModel, prepared: _Prepared) -> Iterator[StreamEvent]:
         items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        job = self._job(
-            loaded,
-            prepared,
-            prepared.deadline,
-            on_text=items.put,
-            on_done=lambda error: items.put(_DONE if error is None else error),
-        )
+        pieces = _Pieces(prepared, self._timeout)
+        job = self._stream_job(loaded, prepared, items.put)
         self._scheduler.submit(job)
         try:
-            first = True
             while True:
-                wait, what = self._wait(prepared, first, None)
                 try:
-                    item = items.get(timeout=wait)
+                    item = items.get(timeout=pieces.wait())
                 except queue.Empty:
-                    raise self._timeout(what, wait) from None
-                if item is _DONE:
+                    raise pieces.timed_out() from None
+                if (delta := pieces.delta(item)) is None:
                     break
-                if isinstance(item, BaseException):
-                    raise item
-                first = False
-                yield TextDelta(delta=item)
+                yield delta
             yield from self._finish_events(self._outcome(job, "the deadline"))
         finally:
             self._scheduler.release(job, timeout=_JOIN_TIMEOUT)
@@ -542,29 +566,19 @@ class HuggingFaceBackend(Preparation, CompiledDecoding, EmbeddingSupport, BaseBa
                 if rows:
                     rows[0].cancelled = True
 
-        job = self._job(
-            loaded,
-            prepared,
-            prepared.deadline,
-            on_text=put,
-            on_done=lambda error: put(_DONE if error is None else error),
-        )
+        pieces = _Pieces(prepared, self._timeout)
+        job = self._stream_job(loaded, prepared, put)
         rows.append(job.row)
         self._scheduler.submit(job)
         try:
-            first = True
             while True:
-                wait, what = self._wait(prepared, first, None)
                 try:
-                    item = await asyncio.wait_for(items.get(), wait)
+                    item = await asyncio.wait_for(items.get(), pieces.wait())
                 except asyncio.TimeoutError:
-                    raise self._timeout(what, wait) from None
-                if item is _DONE:
+                    raise pieces.timed_out() from None
+                if (delta := pieces.delta(item)) is None:
                     break
-                if isinstance(item, BaseException):
-                    raise item
-                first = False
-                yield TextDelta(delta=item)
+                yield delta
             for event in self._finish_events(self._outcome(job, "the deadline")):
                 yield event
         finally:

@@ -476,37 +476,27 @@ def load_model(
     device_name = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device_name)
     source = resolved.source
+
+    def load(location: str) -> LoadedModel:
+        # The tokenizer sits beside the weights unless resolving the source found another.
+        return _load_pretrained(
+            source,
+            location,
+            resolved.tokenizer or location,
+            device=device_name,
+            dtype=torch_dtype,
+            trust_remote_code=trust_remote_code,
+        )
+
     if resolved.kind == "folder":
-        return _load_pretrained(
-            source,
-            resolved.location,
-            resolved.tokenizer or resolved.location,
-            device=device_name,
-            dtype=torch_dtype,
-            trust_remote_code=trust_remote_code,
-        )
+        return load(resolved.location)
     if resolved.kind == "hub":
-        snapshot = _hub_snapshot(source, resolved.location)
-        return _load_pretrained(
-            source,
-            snapshot,
-            resolved.tokenizer or snapshot,
-            device=device_name,
-            dtype=torch_dtype,
-            trust_remote_code=trust_remote_code,
-        )
+        return load(_hub_snapshot(source, resolved.location))
     gguf_path = Path(resolved.location)
     entry = gguf_cache_entry(gguf_path, cache_root(cache_dir))
     if _entry_is_valid(entry, gguf_path):
         try:
-            loaded = _load_pretrained(
-                source,
-                str(entry),
-                resolved.tokenizer or str(entry),
-                device=device_name,
-                dtype=torch_dtype,
-                trust_remote_code=trust_remote_code,
-            )
+            loaded = load(str(entry))
             logger.debug("loaded %s from the GGUF cache %s", gguf_path, entry)
             return loaded
         except ConfigError as exc:
@@ -519,11 +509,4 @@ def load_model(
         raise ConfigError(
             f"hf:{source}: cannot convert the GGUF file {gguf_path}: {_first_line(exc)}"
         ) from None
-    return _load_pretrained(
-        source,
-        str(entry),
-        resolved.tokenizer or str(entry),
-        device=device_name,
-        dtype=torch_dtype,
-        trust_remote_code=trust_remote_code,
-    )
+    return load(str(entry))

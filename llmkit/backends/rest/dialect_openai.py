@@ -8,7 +8,6 @@ are the shared :mod:`llmkit.backends._openai_wire` code; this module adds the en
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 from ...types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest
@@ -53,7 +52,7 @@ class OpenAIDialect(Dialect):
     name = "openai"
     # Everything the OpenAI API has. Content parts travel as OpenAI parts; whether the served
     # model reads them is the server's to say (a 400 comes back as BadRequestError).
-    capabilities = Capabilities(**{f.name: True for f in fields(Capabilities)})
+    capabilities = Capabilities.every()
 
     def embed(self, request: EmbeddingRequest) -> WireCall:
         """``/v1/embeddings`` (vLLM, llama.cpp, Ollama's /v1, TEI's OpenAI route, llmkit serve)."""
