@@ -195,21 +195,18 @@ class Stream(_StreamState[Iterator[Any]]):
         return self
 
     def __next__(self) -> StreamEvent:
-        if self._iterator is None:  # not a call per event: this runs once per token
-            self._open()
-        if self._pending is not None:
-            event, self._pending = self._pending, None
-            return self._seen(event)  # type: ignore[no-any-return]
-        if self._finished or self._closed:
-            raise StopIteration
-        assert self._iterator is not None
+        # Once per token: the common case (open, nothing pending, not ended) reads two
+        # attributes and the clock, and adds the event to the accumulator in place.
+        iterator = self._iterator
+        if iterator is None or self._pending is not None or self._finished or self._closed:
+            return self._next_special()
         if time.monotonic() >= self._deadline:
             error = self._deadline_error()
             self._trace_end(error)
             self.close()
             raise error
         try:
-            event = next(self._iterator)
+            event = next(iterator)
         except StopIteration:
             self._end_of_stream()
             raise
@@ -217,7 +214,21 @@ class Stream(_StreamState[Iterator[Any]]):
             self._trace_end(error)
             self.close()
             raise
-        return self._seen(event)  # type: ignore[no-any-return]
+        self._events_seen += 1
+        self._accumulator.add(event)  # type: ignore[union-attr]
+        return event  # type: ignore[no-any-return]
+
+    def _next_special(self) -> StreamEvent:
+        """:meth:`__next__` before the stream is open, for the event read when it opened,
+        and after its end."""
+        if self._iterator is None:
+            self._open()
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            return self._seen(event)  # type: ignore[no-any-return]
+        if self._finished or self._closed:
+            raise StopIteration
+        return self.__next__()
 
     def close(self) -> None:
         """Stop the stream and release its connection (or generation thread)."""
@@ -288,11 +299,8 @@ class _EventTimer:
 
     def start(self, seconds: float) -> None:
         """A wait for the next event begins; it may last ``seconds``."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        if sys.version_info >= (3, 11):
-            self._cancelling = task.cancelling()
+        self._task = task = asyncio.current_task(self._loop)
+        self._cancelling = task.cancelling()  # type: ignore[union-attr]  # 3.11+: see above
         self._until = until = self._loop.time() + seconds
         if self._handle is None or until < self._when:
             if self._handle is not None:
@@ -332,12 +340,14 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
     :meth:`AsyncClient.stream_complete`); the first-token and idle budgets of the
     call's timeout are enforced on every event, so a stalled stream fails."""
 
-    __slots__ = ("_timer",)
+    __slots__ = ("_first_token", "_idle", "_timer")
     _client: AsyncClient
 
     def __init__(self, client: AsyncClient, call: _Call) -> None:
         super().__init__(client, call)
         self._timer: _EventTimer | None = None
+        self._first_token = call.timeout.first_token  # read per event: kept
+        self._idle = call.timeout.idle
 
     async def __aenter__(self) -> AsyncStream:
         await self._open()
@@ -390,34 +400,29 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
         return self
 
     async def __anext__(self) -> StreamEvent:
-        if self._iterator is None:  # not an awaited coroutine per event (once per token)
-            await self._open()
-        if self._pending is not None:
-            event, self._pending = self._pending, None
-            return self._seen(event)  # type: ignore[no-any-return]
-        if self._finished or self._closed:
-            raise StopAsyncIteration
-        assert self._iterator is not None
+        # Once per token: the common case (open, nothing pending, not ended, the event
+        # timer running) awaits the backend's next event directly, with no coroutine of
+        # its own in between; everything else takes _anext_special.
+        timer = self._timer
+        if timer is None or self._pending is not None:
+            return await self._anext_special()
+        # The budget of this wait: idle (first token before any event), within the total.
+        # Comparisons rather than min()/max(): this runs once per token. A budget already
+        # spent (negative) makes the timer fire at once, as a zero one would.
+        seconds = self._deadline - time.monotonic()
+        phase = self._idle if self._events_seen else self._first_token
+        timer.start(phase if phase < seconds else seconds)
         try:
-            if sys.version_info >= (3, 11):
-                timer = self._timer
-                if timer is None:
-                    timer = self._timer = _EventTimer()
-                timer.start(self._budget())
-                try:
-                    event = await self._iterator.__anext__()
-                except asyncio.CancelledError:
-                    if timer.stop():
-                        raise self._deadline_error() from None
-                    raise
-                except BaseException:
-                    timer.stop()
-                    raise
+            try:
+                event = await self._iterator.__anext__()  # type: ignore[union-attr]
+            except asyncio.CancelledError:
+                if timer.stop():
+                    raise self._deadline_error() from None
+                raise
+            except BaseException:
                 timer.stop()
-            else:  # pragma: no cover - Python 3.10
-                event = await with_budget(
-                    self._iterator.__anext__(), self._budget(), self._deadline_error
-                )
+                raise
+            timer.stop()
         except StopAsyncIteration:
             self._stop_timer()
             self._end_of_stream()
@@ -426,7 +431,37 @@ class AsyncStream(_StreamState[AsyncIterator[Any]]):
             self._trace_end(error)
             await self.aclose()
             raise
-        return self._seen(event)  # type: ignore[no-any-return]
+        self._events_seen += 1
+        self._accumulator.add(event)  # type: ignore[union-attr]
+        return event  # type: ignore[no-any-return]
+
+    async def _anext_special(self) -> StreamEvent:
+        """:meth:`__anext__` before the stream is open, for the event read when it opened,
+        after its end, and on Python 3.10 (no event timer: a budget per event)."""
+        if self._iterator is None:
+            await self._open()
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            return self._seen(event)  # type: ignore[no-any-return]
+        if self._finished or self._closed:
+            raise StopAsyncIteration
+        if sys.version_info >= (3, 11):
+            self._timer = _EventTimer()  # from now on __anext__ takes its common case
+            return await self.__anext__()
+        try:  # pragma: no cover - Python 3.10
+            event = await with_budget(
+                self._iterator.__anext__(),  # type: ignore[union-attr]
+                self._budget(),
+                self._deadline_error,
+            )
+        except StopAsyncIteration:  # pragma: no cover - Python 3.10
+            self._end_of_stream()
+            raise
+        except BaseException as error:  # pragma: no cover - Python 3.10
+            self._trace_end(error)
+            await self.aclose()
+            raise
+        return self._seen(event)  # type: ignore[no-any-return]  # pragma: no cover
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
