@@ -637,6 +637,22 @@ def test_rate_limit_tokens_per_minute_counts_prompt_and_completion() -> None:
     assert clock.sleeps == [pytest.approx(5.0)]
 
 
+def test_rate_limit_counts_an_embedding_batch_once() -> None:
+    """An embedding batch's tokens are its prompt, reserved before sending: the reply's usage
+    is not charged on top (that counted every embedded text twice)."""
+    from llmkit import RateLimit
+
+    clock = SleepRecorder()
+    limit = RateLimit(tokens_per_minute=120, clock=clock.clock, sleep=clock.sleep)
+    client = Client(backend=FakeBackend(), rate_limit=limit)
+    text = "p" * 160  # ~40 tokens by estimate
+    for _ in range(3):
+        client.embed([text])  # 40 reserved each time: 120 of 120, no wait
+    assert clock.sleeps == []
+    client.embed([text])  # 40 short: 20 s at the refill rate of 2 tokens a second
+    assert clock.sleeps == [pytest.approx(20.0)]
+
+
 def test_rate_limit_past_the_deadline_fails_fast() -> None:
     from llmkit import RateLimit
 

@@ -478,18 +478,7 @@ class _ClientCore:
         self, response: EmbeddingResponse, call: _Call, target: _Target
     ) -> EmbeddingResponse:
         """Usage totals, ``on_response``, the log record and the span of one batch."""
-        response.backend = spec_label(target.backend)
-        if not response.model:
-            response.model = target.backend.model
-        if response.usage.estimated and response.usage.total_tokens == 0:
-            response.usage = Usage.estimate(call.prompt_text(), "")
-        if self._rate_limit is not None:
-            self._rate_limit.charge(response.usage.prompt_tokens)
-        with self._usage_lock:
-            previous = self._usage_totals.get(response.backend)
-            self._usage_totals[response.backend] = (
-                response.usage if previous is None else previous + response.usage
-            )
+        self._account(response, call, target)
         if self._hooks.on_response is not None:
             self._hooks.on_response(response)
         logger.info(
@@ -509,21 +498,30 @@ class _ClientCore:
 
     # -- response finishing (no I/O) -----------------------------------------------------
 
-    def _finish(self, response: ChatResponse, call: _Call, target: _Target) -> ChatResponse:
+    def _account(
+        self, response: ChatResponse | EmbeddingResponse, call: _Call, target: _Target
+    ) -> None:
+        """What every reply gets, chat or embeddings: its backend label and model, usage
+        estimated where the backend counted none, the rate limit charged with the completion
+        tokens (the prompt's were reserved before sending; an embedding batch has none more),
+        the client's usage totals."""
         response.backend = spec_label(target.backend)
         if not response.model:
             response.model = target.backend.model
         usage = response.usage
         if usage.estimated and usage.total_tokens == 0:
-            completion = response.text + "".join(tc.arguments for tc in response.tool_calls)
-            response.usage = Usage.estimate(call.prompt_text(), completion)
+            completion = ""
+            if isinstance(response, ChatResponse):
+                completion = response.text + "".join(tc.arguments for tc in response.tool_calls)
+            response.usage = usage = Usage.estimate(call.prompt_text(), completion)
         if self._rate_limit is not None:
-            self._rate_limit.charge(response.usage.completion_tokens)
+            self._rate_limit.charge(usage.completion_tokens)
         with self._usage_lock:
             previous = self._usage_totals.get(response.backend)
-            self._usage_totals[response.backend] = (
-                response.usage if previous is None else previous + response.usage
-            )
+            self._usage_totals[response.backend] = usage if previous is None else previous + usage
+
+    def _finish(self, response: ChatResponse, call: _Call, target: _Target) -> ChatResponse:
+        self._account(response, call, target)
         if call.kind == "chat" and not call.stream:
             _check_forced_tool_call(response, call.params)
         if self._hooks.on_response is not None:
