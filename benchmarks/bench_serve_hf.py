@@ -53,20 +53,8 @@ import httpx
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-PROMPTS = [
-    "Write a short story about a robot who learns to paint.",
-    "Explain the difference between TCP and UDP in simple terms.",
-    "What are three uses of large language models in medicine?",
-    "Translate to French: The weather is lovely today and we are going to the beach.",
-    "Write a Python function that returns the factorial of n.",
-    "Summarise the plot of Romeo and Juliet in four sentences.",
-    "Give me a recipe for a simple tomato soup.",
-    "What is the capital of Australia and why was it chosen?",
-]
-
-
-def prompts(n: int) -> list[str]:
-    return [PROMPTS[i % len(PROMPTS)] + (f" ({i})" if i >= len(PROMPTS) else "") for i in range(n)]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_prompts import prompts  # noqa: E402
 
 
 def free_port() -> int:

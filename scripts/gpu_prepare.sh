@@ -46,7 +46,7 @@ G="$DEST/.gpu"
 rm -rf "$G/llmkit" "$G/benchmarks"
 mkdir -p "$G/benchmarks"
 (cd "${LLMKIT_SRC:-$SRC}" && tar cf - --exclude='__pycache__' llmkit) | tar xf - -C "$G"
-cp "$SRC/benchmarks/bench_serve_hf.py" "$G/benchmarks/"
+cp "$SRC/benchmarks/bench_serve_hf.py" "$SRC/benchmarks/hf_prompts.py" "$G/benchmarks/"
 cp "$SRC/docs/benchmarks/gpu_hf_compile.py" "$SRC/scripts/gpu_bench.sh" "$G/"
 cp "$SHARED/gpu_hf_bench.py" "$G/"
 if [ ! -f "$G/tok/tokenizer.json" ]; then
