@@ -57,19 +57,11 @@ def _tokenizer(chat_template: str | None) -> Any:
     return tok
 
 
-@pytest.fixture(scope="session")
-def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("hf-models")
+def _tiny_llama_config(tok: Any) -> Any:
+    """The tiny Llama's shape (2 layers, hidden 32), with ``tok``'s vocabulary and ids."""
+    from transformers import LlamaConfig
 
-
-@pytest.fixture(scope="session")
-def tiny_llama_dir(models_root: Path) -> Path:
-    """A random Llama chat model (2 layers, hidden 32) with a ChatML template."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = _tokenizer(CHATML)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tok),
         hidden_size=32,
         intermediate_size=64,
@@ -85,6 +77,21 @@ def tiny_llama_dir(models_root: Path) -> Path:
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hf-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(models_root: Path) -> Path:
+    """A random Llama chat model (2 layers, hidden 32) with a ChatML template."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    tok = _tokenizer(CHATML)
+    config = _tiny_llama_config(tok)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     folder = models_root / "tiny-llama"
@@ -323,7 +330,6 @@ def tiny_vlm_dir(models_root: Path) -> Path:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -335,20 +341,7 @@ def tiny_vlm_dir(models_root: Path) -> Path:
     # which LLaVA's generate() refuses).
     tok.model_input_names = tok.init_kwargs["model_input_names"] = ["input_ids", "attention_mask"]
     image_token = tok.convert_tokens_to_ids("<image>")
-    text = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        initializer_range=0.3,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    text = _tiny_llama_config(tok)
     vision = CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=64,
